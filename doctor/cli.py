@@ -1,0 +1,248 @@
+"""Command line: `doctor check|inspect|rules|explain|watch|triage|playbooks|jobs|tui`.
+
+Exit codes (DESIGN.md): 0 nothing at or above --fail-on; 1 findings at or above it; 2 usage, config or
+internal error — never hidden by --fail-on never. Heavy modules (Textual, the training stack) are
+imported only by the subcommands that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from doctor import __version__
+from doctor.config import ConfigError, Settings, load_settings, validate_rule_ids
+from doctor.model import display_path
+
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+class CliError(Exception):
+    """A usage or input problem: printed as one line, exit 2."""
+
+
+def _add_check(sub: argparse._SubParsersAction) -> None:
+    from doctor.report import FORMATS
+
+    p = sub.add_parser("check", help="run every probe and report findings (CI gate)")
+    p.add_argument("paths", nargs="*", type=Path, default=[Path(".")], metavar="PATH")
+    p.add_argument("--format", "-f", choices=FORMATS, default="console")
+    p.add_argument("--output", "-o", type=Path, help="write the report to FILE instead of stdout")
+    p.add_argument("--fail-on", choices=("error", "warning", "info", "never"), help="default: error")
+    p.add_argument("--config", type=Path, help="settings file (doctor.toml or pyproject.toml)")
+    p.add_argument("--baseline", type=Path, help="suppress findings recorded in this baseline file")
+    p.add_argument("--write-baseline", type=Path, metavar="FILE", help="record current findings to FILE")
+    p.add_argument("--verbose", "-v", action="store_true", help="show passing checks and evidence")
+    p.add_argument("--no-color", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="doctor",
+        description="peft-doctor: diagnose LoRA/QLoRA training, adapters, eval slices and serving.",
+    )
+    parser.add_argument("--version", action="version", version=f"peft-doctor {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_check(sub)
+
+    p = sub.add_parser("inspect", help="show what doctor sees: each artifact's kind and facts")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--format", "-f", choices=("text", "json"), default="text")
+    p.add_argument("--matrix", action="store_true", help="print the serving compatibility matrix")
+    p.add_argument("--config", type=Path)
+
+    p = sub.add_parser("rules", help="list every rule")
+    p.add_argument("--format", "-f", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("explain", help="explain one rule")
+    p.add_argument("rule_id", metavar="ID")
+
+    p = sub.add_parser("watch", help="follow growing training logs and print new findings")
+    p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    p.add_argument("--config", type=Path)
+    p.add_argument("--interval", type=float, default=0.25, help="poll interval in seconds")
+
+    for name, mod in _EXTRA_COMMANDS.items():
+        try:
+            module = __import__(mod, fromlist=["add_parser"])
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:
+                raise
+            continue
+        module.add_parser(sub, name)
+    return parser
+
+
+# Subcommands that live in their own modules (registered when present).
+_EXTRA_COMMANDS = {
+    "triage": "doctor.cli_triage",
+    "playbooks": "doctor.cli_playbooks",
+    "jobs": "doctor.cli_jobs",
+    "tui": "doctor.cli_tui",
+}
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    from probes import registry
+
+    settings = load_settings(getattr(args, "config", None))
+    validate_rule_ids(settings, {r.id for r in registry()})
+    return settings
+
+
+def _read_baseline(path: Path) -> set[str]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"{path}: cannot read baseline: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CliError(f"{path}: baseline is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema") != "peft-doctor/baseline/1":
+        raise CliError(f"{path}: not a peft-doctor baseline (schema peft-doctor/baseline/1 expected)")
+    return {e["fingerprint"] for e in data.get("findings", []) if isinstance(e, dict) and "fingerprint" in e}
+
+
+def _write_baseline(path: Path, report) -> None:
+    entries = []
+    for f in report.findings:
+        shown = display_path(f.path)
+        entries.append({"fingerprint": f.fingerprint(shown), "rule": f.rule, "path": shown, "locator": f.locator})
+    payload = {"schema": "peft-doctor/baseline/1", "tool": f"peft-doctor {__version__}", "findings": entries}
+    _atomic_write(path, json.dumps(payload, indent=2) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from doctor.engine import check
+    from doctor.report import RenderContext, render
+    from probes import registry
+
+    settings = _settings(args)
+    if args.fail_on:
+        settings.fail_on = args.fail_on
+    baseline = _read_baseline(args.baseline) if args.baseline else None
+    report = check(args.paths, settings, baseline=baseline)
+    if args.write_baseline:
+        _write_baseline(args.write_baseline, report)
+        print(f"wrote {len(report.findings)} findings to baseline {args.write_baseline}", file=sys.stderr)
+    color = args.format == "console" and not args.no_color and args.output is None and _tty_color()
+    ctx = RenderContext(rules=registry(), verbose=args.verbose, color=color, version=__version__)
+    text = render(report, args.format, ctx)
+    if args.output:
+        _atomic_write(args.output, text)
+    else:
+        sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    return EXIT_OK if args.write_baseline else report.exit_code
+
+
+def _tty_color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from doctor.engine import scan
+    from doctor.inspect_view import render_inspect
+
+    settings = _settings(args)
+    report = scan(args.paths, settings)
+    sys.stdout.write(render_inspect(report, args.format, matrix=args.matrix))
+    return EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    from probes import registry
+
+    rules = list(registry())
+    if args.format == "json":
+        payload = [
+            {
+                "id": r.id,
+                "title": r.title,
+                "severity": r.severity.value,
+                "symptoms": list(r.symptoms),
+                "params": r.params,
+            }
+            for r in rules
+        ]
+        print(json.dumps(payload, indent=2))
+        return EXIT_OK
+    for r in rules:
+        tags = ", ".join(r.symptoms)
+        print(f"{r.id}  {r.severity.value:<7}  {r.title}" + (f"  [{tags}]" if tags else ""))
+    print(f"\n{len(rules)} rules. `doctor explain ID` for details.")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from probes import registry
+
+    try:
+        r = registry().get(args.rule_id)
+    except KeyError:
+        raise CliError(f"unknown rule {args.rule_id!r}; `doctor rules` lists them") from None
+    print(f"{r.id}: {r.title}")
+    print(f"severity: {r.severity.value}" + (f"   symptoms: {', '.join(r.symptoms)}" if r.symptoms else ""))
+    print()
+    print(r.explanation)
+    print()
+    print(f"Fix: {r.fix}")
+    if r.params:
+        print()
+        print(f"Settings ([thresholds.{r.id}] in doctor.toml):")
+        for k, v in r.params.items():
+            print(f"  {k} = {v!r}")
+    return EXIT_OK
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    from probes.training.watch import run_watch
+
+    for p in args.paths:
+        if not p.exists():
+            raise CliError(f"{p}: no such file or directory")
+    try:
+        run_watch(args.paths, _settings(args), interval=args.interval)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+_COMMANDS = {"check": cmd_check, "inspect": cmd_inspect, "rules": cmd_rules, "explain": cmd_explain, "watch": cmd_watch}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        argv = ["tui"] if "tui" in parser._subparsers._group_actions[0].choices else ["--help"]  # type: ignore[union-attr]
+        args = parser.parse_args(argv)
+    handler = _COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return handler(args)
+    except (CliError, ConfigError) as exc:
+        print(f"doctor: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        from doctor.engine import UsageError
+
+        if isinstance(exc, UsageError):
+            print(f"doctor: {exc}", file=sys.stderr)
+        else:
+            print(f"doctor: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            if os.environ.get("DOCTOR_DEBUG"):
+                raise
+        return EXIT_ERROR

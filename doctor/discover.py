@@ -1,0 +1,206 @@
+"""Find the artifacts under a target by name and a peek at content (never a full parse).
+
+Each artifact belongs to a rollout: the nearest folder at or above it (within the target) that holds
+a `rollout.toml` manifest, else the target itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from doctor.model import Artifact
+
+MANIFEST_NAME = "rollout.toml"
+SKIP_DIRS = {".git", ".doctor", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache", ".ruff_cache"}
+_CHECKPOINT = re.compile(r"^checkpoint-\d+$")
+_PEEK = 16384
+
+_SERVING_WORDS = re.compile(
+    r"vllm\s+serve|vllm\.entrypoints|--enable-lora|enable-lora|text-generation-launcher|lorax-launcher|"
+    r"LORA_ADAPTERS|--lora-adapters|--lora-modules|ghcr\.io/huggingface/text-generation-inference|"
+    r"vllm/vllm-openai|predibase/lorax|ghcr\.io/predibase/lorax"
+)
+_TRAIN_CFG_KEYS = re.compile(
+    r"^(base_model|model_name_or_path|adapter|finetuning_type|lora_r|lora_rank|learning_rate|"
+    r"micro_batch_size|num_epochs|stage|load_in_4bit|quantization_bit)\s*:",
+    re.M,
+)
+
+
+def _peek(path: Path, size: int = _PEEK) -> str:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(size).decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _first_line(path: Path) -> str:
+    text = _peek(path, 4096)
+    return text.split("\n", 1)[0].strip()
+
+
+def _columns_of_table(path: Path) -> set[str]:
+    """Column names of a CSV header or the first JSONL object (lowercased)."""
+    line = _first_line(path)
+    if path.suffix == ".csv" or path.suffix == ".tsv":
+        sep = "\t" if path.suffix == ".tsv" else ","
+        return {c.strip().strip('"').lower() for c in line.split(sep)}
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return set()
+    return {str(k).lower() for k in obj} if isinstance(obj, dict) else set()
+
+
+def _parquet_columns(path: Path) -> set[str]:
+    try:
+        import pyarrow.parquet as pq  # only when a parquet file is actually present
+
+        return {n.lower() for n in pq.read_schema(path).names}
+    except Exception:
+        return set()
+
+
+def classify_file(path: Path) -> str | None:
+    name = path.name
+    low = name.lower()
+    if name == "trainer_state.json" or name == "trainer_log.jsonl" or low.startswith("events.out.tfevents"):
+        return "training_log"
+    if name == MANIFEST_NAME:
+        return "manifest"
+    if name in ("training_args.json", "training_args.bin"):
+        return "training_config"
+    if name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        return None  # handled as part of the adapter folder
+    if low.endswith((".yaml", ".yml")):
+        text = _peek(path)
+        if "peft-doctor/registry" in text or (low.startswith("registry") and "adapters:" in text):
+            return "registry"
+        if _SERVING_WORDS.search(text):
+            return "serving_config"
+        if _TRAIN_CFG_KEYS.search(text):
+            return "training_config"
+        return None
+    if low.endswith(".sh") or low == "dockerfile" or low.startswith("dockerfile.") or low.endswith(".dockerfile"):
+        return "serving_config" if _SERVING_WORDS.search(_peek(path)) else None
+    if low.endswith((".csv", ".tsv", ".jsonl", ".parquet")):
+        cols = _parquet_columns(path) if low.endswith(".parquet") else _columns_of_table(path)
+        if "slice" in cols and ({"score", "correct", "acc", "exact_match"} & cols):
+            return "eval_table"
+        if {"doc_id", "filter"} <= cols or ("doc_id" in cols and "target" in cols):
+            return "eval_table"  # lm-evaluation-harness per-sample output
+        if "slice" in cols and ({"prompt", "instruction", "input", "question"} & cols):
+            return "eval_set"
+        if ("loss" in cols or "train/loss" in cols) and ({"step", "current_steps", "global_step"} & cols):
+            return "training_log"
+        return None
+    if low.endswith(".json") and low.startswith("results"):
+        text = _peek(path, 4096)
+        if '"results"' in text and ('"config"' in text or '"versions"' in text):
+            return "eval_table"  # lm-evaluation-harness results JSON
+    return None
+
+
+def classify_dir(path: Path) -> str | None:
+    names = set()
+    try:
+        names = {e.name for e in os.scandir(path)}
+    except OSError:
+        return None
+    if "adapter_config.json" in names or "adapter_model.safetensors" in names or "adapter_model.bin" in names:
+        return "adapter"
+    if "config.json" in names and ({"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"} & names):
+        try:
+            cfg = json.loads((path / "config.json").read_text()[:1_000_000])
+        except (OSError, ValueError):
+            return "base_model"
+        if isinstance(cfg, dict) and "architectures" in cfg:
+            return "base_model"
+    if path.name == "mlruns" or ("meta.yaml" in names and "metrics" in names):
+        return "training_log"
+    if path.name.startswith(("offline-run-", "run-")) and path.parent.name == "wandb":
+        return "training_log"
+    return None
+
+
+def discover(target: Path) -> list[Artifact]:
+    """All artifacts under target (a file or a folder), each with its rollout folder."""
+    target = target.resolve() if target.exists() else target
+    found: list[Artifact] = []
+    if target.is_file():
+        kind = classify_file(target)
+        if kind is None and target.name == "adapter_config.json":
+            kind, target = "adapter", target.parent
+        if kind:
+            found.append(Artifact(target, kind))
+        root = target.parent
+    else:
+        root = target
+        found.extend(_walk(target, top=True))
+    _assign_rollouts(found, root)
+    return found
+
+
+def _walk(folder: Path, top: bool = False) -> Iterator[Artifact]:
+    kind = classify_dir(folder)
+    if kind is not None:
+        yield Artifact(folder, kind)
+        if kind != "adapter":
+            return  # base models, mlruns and wandb runs are read as one unit
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return
+    checkpoints = []
+    for entry in entries:
+        if entry.name in SKIP_DIRS or (entry.name.startswith(".") and entry.is_dir()):
+            continue
+        p = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            if _CHECKPOINT.match(entry.name) and not top:
+                checkpoints.append(p)  # intermediate checkpoints: read through the run's log
+                continue
+            if kind == "adapter":
+                continue
+            yield from _walk(p)
+        elif entry.is_file() and kind != "adapter":
+            k = classify_file(p)
+            if k:
+                yield Artifact(p, k)
+    if checkpoints and kind is None and not (folder / "trainer_state.json").exists():
+        # A run folder holding only checkpoint-N/: the newest checkpoint's state stands for the run.
+        newest = max(checkpoints, key=lambda p: int(p.name.split("-")[1]))
+        if (newest / "trainer_state.json").exists():
+            yield Artifact(newest / "trainer_state.json", "training_log")
+
+
+def _assign_rollouts(artifacts: list[Artifact], root: Path) -> None:
+    cache: dict[Path, Path] = {}
+
+    def rollout_of(p: Path) -> Path:
+        start = p if p.is_dir() else p.parent
+        d = start
+        chain = []
+        while True:
+            if d in cache:
+                found = cache[d]
+                break
+            chain.append(d)
+            if (d / MANIFEST_NAME).is_file():
+                found = d
+                break
+            if d == root or d.parent == d or root not in d.parents:
+                found = root
+                break
+            d = d.parent
+        for c in chain:
+            cache[c] = found
+        return found
+
+    for a in artifacts:
+        a.rollout = rollout_of(a.path)

@@ -1,0 +1,90 @@
+"""`doctor inspect`: each artifact's kind and the normalized facts the probes established."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from doctor.model import Report, display_path
+from doctor.report.json_report import to_jsonable
+
+# Facts too long for the text view are summarised (the JSON view keeps them whole).
+_MAX_INLINE = 12
+
+
+def render_inspect(report: Report, fmt: str, matrix: bool = False) -> str:
+    if fmt == "json":
+        payload: dict[str, Any] = {
+            "schema": "peft-doctor/inspect/1",
+            "artifacts": [a.to_dict(display_path(a.path)) for a in report.artifacts],
+        }
+        if matrix:
+            payload["matrix"] = _matrix_rows(report)
+        return json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
+    lines: list[str] = []
+    for a in report.artifacts:
+        lines.append(f"{display_path(a.path)}  [{a.kind}]")
+        for key, value in a.facts.items():
+            lines.extend(_fact_lines(key, value, "  "))
+        lines.append("")
+    if not report.artifacts:
+        lines.append("no artifacts found")
+    if matrix:
+        lines.append(_matrix_text(report))
+    return "\n".join(lines) + "\n"
+
+
+def _fact_lines(key: str, value: Any, indent: str) -> list[str]:
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [f"{indent}{key}:", *_table(value, indent + "  ")]
+    if (
+        isinstance(value, dict)
+        and value
+        and len(value) <= _MAX_INLINE
+        and all(not isinstance(v, (dict, list)) for v in value.values())
+    ):
+        inner = ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+        return [f"{indent}{key}: {inner}"]
+    if isinstance(value, dict) and value:
+        out = [f"{indent}{key}:"]
+        for k, v in value.items():
+            out.extend(_fact_lines(str(k), v, indent + "  "))
+        return out
+    return [f"{indent}{key}: {_short(value)}"]
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        if len(value) > _MAX_INLINE:
+            head = ", ".join(_short(v) for v in value[:_MAX_INLINE])
+            return f"[{head}, … {len(value)} items]"
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    return str(value)
+
+
+def _table(rows: list[dict[str, Any]], indent: str) -> list[str]:
+    cols: list[str] = []
+    for r in rows:
+        cols.extend(k for k in r if k not in cols)
+    cells = [[_short(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    out = [indent + "  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    out.extend(indent + "  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells)
+    return out
+
+
+def _matrix_rows(report: Report) -> list[dict[str, Any]]:
+    try:
+        from probes.registry import compatibility_matrix
+    except ImportError:
+        return []
+    return compatibility_matrix(report)
+
+
+def _matrix_text(report: Report) -> str:
+    rows = _matrix_rows(report)
+    if not rows:
+        return "compatibility matrix: no serving configs or adapters to compare"
+    return "compatibility matrix:\n" + "\n".join(_table(rows, "  "))

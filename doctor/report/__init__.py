@@ -1,0 +1,28 @@
+"""Reporters: one module per output format, each exposing `render(report, ctx) -> str`."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from doctor.model import Report
+from doctor.rules import RuleRegistry
+
+FORMATS = ("console", "json", "sarif", "junit", "gitlab", "github", "markdown")
+
+
+@dataclass
+class RenderContext:
+    rules: RuleRegistry
+    cwd: Path = field(default_factory=Path.cwd)
+    verbose: bool = False
+    color: bool = False
+    version: str = ""
+
+
+def render(report: Report, fmt: str, ctx: RenderContext) -> str:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    module = importlib.import_module(f"doctor.report.{fmt}_report")
+    return module.render(report, ctx)

@@ -1,0 +1,141 @@
+"""`doctor check` end to end: exit codes, DOC findings for bad input, settings, baselines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import run_doctor, run_json
+
+CLEAN = {
+    "global_step": 4,
+    "log_history": [
+        {"loss": 2.1, "grad_norm": 1.2, "learning_rate": 1e-4, "epoch": 0.25, "step": 1},
+        {"loss": 1.9, "grad_norm": 1.0, "learning_rate": 1e-4, "epoch": 0.5, "step": 2},
+    ],
+}
+
+
+def write_state(folder: Path, text: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "trainer_state.json"
+    path.write_text(text)
+    return path
+
+
+def nan_state() -> str:
+    # HF writes bare NaN tokens; a masked window logs loss 0.0 next to grad_norm NaN.
+    return (
+        '{"global_step": 3, "log_history": ['
+        '{"loss": 2.0, "grad_norm": 1.1, "learning_rate": 0.001, "epoch": 0.1, "step": 10},'
+        '{"loss": 0.0, "grad_norm": NaN, "learning_rate": 0.001, "epoch": 0.2, "step": 20},'
+        '{"loss": NaN, "grad_norm": Infinity, "learning_rate": 0.001, "epoch": 0.3, "step": 30}]}'
+    )
+
+
+def test_nan_log_exits_1_and_names_first_bad_step(tmp_path):
+    write_state(tmp_path / "run", nan_state())
+    code, report = run_json("check", str(tmp_path / "run"), cwd=tmp_path)
+    assert code == 1 and report["exit_code"] == 1
+    trn = [f for f in report["findings"] if f["rule"] == "TRN001"]
+    assert len(trn) == 1
+    assert trn[0]["locator"] == "step 20"
+    assert "step 20" in trn[0]["message"] and "masked" in trn[0]["message"]
+    assert trn[0]["path"] == "run/trainer_state.json"
+    assert trn[0]["symptoms"] == ["non_finite"]
+
+
+def test_clean_log_exits_0(tmp_path):
+    write_state(tmp_path, json.dumps(CLEAN))
+    proc = run_doctor("check", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_missing_path_exits_2_with_one_line(tmp_path):
+    proc = run_doctor("check", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no such file or directory" in lines[0]
+
+
+def test_folder_with_nothing_known_is_an_error_finding(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    code, report = run_json("check", str(tmp_path))
+    assert code == 1
+    assert [f["rule"] for f in report["findings"]] == ["DOC003"]
+    assert report["findings"][0]["severity"] == "error"
+
+
+def test_malformed_json_names_file_and_position(tmp_path):
+    write_state(tmp_path, '{"global_step": 3, "log_history": [{"loss": 1.0,, "step": 1}]}')
+    code, report = run_json("check", str(tmp_path))
+    assert code == 1
+    doc = [f for f in report["findings"] if f["rule"] == "DOC001"]
+    assert doc, report["findings"]
+    assert doc[0]["path"].endswith("trainer_state.json")
+    assert "trainer_state.json" in doc[0]["message"] and "line 1 column" in doc[0]["message"]
+
+
+def test_fail_on_never_passes_but_never_hides_exit_2(tmp_path):
+    write_state(tmp_path, nan_state())
+    assert run_doctor("check", "--fail-on", "never", str(tmp_path)).returncode == 0
+    assert run_doctor("check", "--fail-on", "never", str(tmp_path / "missing")).returncode == 2
+
+
+def test_settings_disable_threshold_and_ignore_need_reason(tmp_path):
+    write_state(tmp_path / "run", nan_state())
+    (tmp_path / "doctor.toml").write_text('disable = ["TRN001"]\n')
+    assert run_doctor("check", "run", cwd=tmp_path).returncode == 0
+
+    (tmp_path / "doctor.toml").write_text('[[ignore]]\nrule = "TRN001"\n')
+    proc = run_doctor("check", "run", cwd=tmp_path)
+    assert proc.returncode == 2 and "reason" in proc.stderr
+
+    (tmp_path / "doctor.toml").write_text('[[ignore]]\nrule = "TRN001"\nreason = "known, tracked in #4"\n')
+    assert run_doctor("check", "run", cwd=tmp_path).returncode == 0
+
+    (tmp_path / "doctor.toml").write_text('[[ignore]]\nrule = "TRN001"\nreason = "was known"\nexpires = "2020-01-01"\n')
+    code, report = run_json("check", "run", cwd=tmp_path)
+    assert code == 1 and {"TRN001", "DOC005"} <= {f["rule"] for f in report["findings"]}
+
+    (tmp_path / "doctor.toml").write_text('disable = ["TRN999"]\n')
+    proc = run_doctor("check", "run", cwd=tmp_path)
+    assert proc.returncode == 2 and "TRN999" in proc.stderr
+
+
+def test_pyproject_tool_doctor_fail_on(tmp_path):
+    write_state(tmp_path / "run", nan_state())
+    (tmp_path / "pyproject.toml").write_text('[tool.doctor]\nfail_on = "never"\n')
+    assert run_doctor("check", "run", cwd=tmp_path).returncode == 0
+
+
+def test_baseline_suppresses_known_and_fails_new(tmp_path):
+    write_state(tmp_path / "a", nan_state())
+    proc = run_doctor("check", ".", "--write-baseline", "baseline.json", cwd=tmp_path)
+    assert proc.returncode == 0
+    assert run_doctor("check", ".", "--baseline", "baseline.json", cwd=tmp_path).returncode == 0
+    # An unrelated edit (values change, first bad step stays) keeps the finding suppressed…
+    write_state(tmp_path / "a", nan_state().replace('"loss": 2.0', '"loss": 2.5'))
+    assert run_doctor("check", ".", "--baseline", "baseline.json", cwd=tmp_path).returncode == 0
+    # …a new problem still fails.
+    write_state(tmp_path / "b", nan_state())
+    code, report = run_json("check", ".", "--baseline", "baseline.json", cwd=tmp_path)
+    assert code == 1 and [f["path"] for f in report["findings"]] == ["b/trainer_state.json"]
+
+
+def test_rules_and_explain():
+    proc = run_doctor("rules")
+    assert proc.returncode == 0 and "TRN001" in proc.stdout and "DOC003" in proc.stdout
+    proc = run_doctor("explain", "trn001")
+    assert proc.returncode == 0 and "logging_nan_inf_filter" in proc.stdout
+    proc = run_doctor("explain", "XYZ123")
+    assert proc.returncode == 2 and "unknown rule" in proc.stderr
+
+
+def test_output_file_written(tmp_path):
+    write_state(tmp_path, nan_state())
+    out = tmp_path / "out" / "report.sarif"
+    proc = run_doctor("check", str(tmp_path), "--format", "sarif", "--output", str(out))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert json.loads(out.read_text())["version"] == "2.1.0"
