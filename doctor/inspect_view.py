@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from doctor.model import Report, display_path
-from doctor.report.json_report import to_jsonable
+from doctor.report.json_report import jsonable
 
 # Facts too long for the text view are summarised (the JSON view keeps them whole).
 _MAX_INLINE = 12
@@ -20,7 +20,7 @@ def render_inspect(report: Report, fmt: str, matrix: bool = False) -> str:
         }
         if matrix:
             payload["matrix"] = _matrix_rows(report)
-        return json.dumps(to_jsonable(payload), indent=2, allow_nan=False) + "\n"
+        return json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n"
     lines: list[str] = []
     for a in report.artifacts:
         lines.append(f"{display_path(a.path)}  [{a.kind}]")
