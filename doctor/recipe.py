@@ -1,0 +1,113 @@
+"""Training recipes and the overrides playbooks and job specs apply to them.
+
+A recipe is the rollout manifest's [recipe] table: TrainingArguments fields at the top, LoraConfig fields
+under `lora`, BitsAndBytesConfig fields under `quantization`, and the data selection under `data`.
+Overrides name a field by its plain name (`learning_rate`, `r`, `bnb_4bit_compute_dtype`,
+`train_slices`) or by a dotted path (`lora.r`); a value `x0.5` multiplies the recorded number.
+Light module: playbook validation and `doctor jobs` import it on the fast path.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any
+
+TRAINING_KEYS = frozenset(
+    {
+        "learning_rate",
+        "max_steps",
+        "num_train_epochs",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_grad_norm",
+        "warmup_ratio",
+        "warmup_steps",
+        "lr_scheduler_type",
+        "weight_decay",
+        "optim",
+        "seed",
+        "bf16",
+        "fp16",
+        "logging_steps",
+        "eval_steps",
+        "save_steps",
+        "group_by_length",
+        "gradient_checkpointing",
+        "adam_beta1",
+        "adam_beta2",
+        "adam_epsilon",
+        "max_seq_length",
+    }
+)
+LORA_KEYS = frozenset(
+    {
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "use_rslora",
+        "use_dora",
+        "bias",
+        "modules_to_save",
+        "rank_pattern",
+        "alpha_pattern",
+        "init_lora_weights",
+    }
+)
+QUANT_KEYS = frozenset(
+    {
+        "load_in_4bit",
+        "load_in_8bit",
+        "bnb_4bit_quant_type",
+        "bnb_4bit_compute_dtype",
+        "bnb_4bit_use_double_quant",
+        "bnb_4bit_quant_storage",
+    }
+)
+DATA_KEYS = frozenset({"train_slices", "mix", "train"})
+
+SECTIONS = {"lora": LORA_KEYS, "quantization": QUANT_KEYS, "data": DATA_KEYS}
+_MULTIPLIER = re.compile(r"^x(\d+(\.\d*)?|\.\d+)$")
+
+
+class RecipeError(ValueError):
+    """An override that names no known recipe field or has a bad value."""
+
+
+def locate(key: str) -> tuple[str | None, str]:
+    """(section, field) for an override key; section None = top-level TrainingArguments."""
+    if "." in key:
+        section, _, name = key.partition(".")
+        if section not in SECTIONS or name not in SECTIONS[section]:
+            raise RecipeError(f"unknown recipe field {key!r}")
+        return section, name
+    if key in TRAINING_KEYS:
+        return None, key
+    for section, keys in SECTIONS.items():
+        if key in keys:
+            return section, key
+    raise RecipeError(f"unknown recipe field {key!r} (TrainingArguments, LoRA, quantization or data field expected)")
+
+
+def validate_overrides(overrides: dict[str, Any]) -> None:
+    for key, value in overrides.items():
+        locate(key)
+        if isinstance(value, str) and value.startswith("x") and not _MULTIPLIER.match(value):
+            raise RecipeError(f"override {key}: {value!r} is not a multiplier like x0.5")
+
+
+def apply_overrides(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A new recipe with overrides applied; `x0.5` multiplies the recorded value (which must exist)."""
+    validate_overrides(overrides)
+    out = copy.deepcopy(recipe)
+    for key, value in overrides.items():
+        section, name = locate(key)
+        table = out if section is None else out.setdefault(section, {})
+        if isinstance(value, str) and _MULTIPLIER.match(value):
+            base = table.get(name)
+            if not isinstance(base, (int, float)) or isinstance(base, bool):
+                raise RecipeError(f"override {key}: {value} needs a recorded number, recipe has {base!r}")
+            value = type(base)(base * float(value[1:])) if isinstance(base, float) else base * float(value[1:])
+        table[name] = value
+    return out
