@@ -136,7 +136,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         _write_baseline(args.write_baseline, report)
         print(f"wrote {len(report.findings)} findings to baseline {args.write_baseline}", file=sys.stderr)
     color = args.format == "console" and not args.no_color and args.output is None and _tty_color()
-    ctx = RenderContext(rules=registry(), verbose=args.verbose, color=color, version=__version__)
+    ctx = RenderContext(
+        rules=registry(), verbose=args.verbose, color=color, version=__version__, settings_path=settings.source
+    )
     text = render(report, args.format, ctx)
     if args.output:
         _atomic_write(args.output, text)

@@ -19,6 +19,8 @@ class RenderContext:
     verbose: bool = False
     color: bool = False
     version: str = ""
+    # The settings file, where findings without an artifact path (config problems) point.
+    settings_path: Path | None = None
 
 
 def render(report: Report, fmt: str, ctx: RenderContext) -> str:

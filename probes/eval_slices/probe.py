@@ -1,0 +1,518 @@
+"""The eval-slice probe: per-file validation in `check`, cross-file pairing and statistics in `check_rollout`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from doctor.manifest import resolve
+from doctor.model import Artifact, Finding, Severity
+from doctor.probe import Probe, ProbeContext, Rollout
+from probes.eval_slices import rules as R
+
+if TYPE_CHECKING:  # numpy and the readers load only when a rollout has an eval table
+    from probes.eval_slices.compare import Options
+    from probes.eval_slices.tables import EvalTable, Problem
+
+# Loaded tables, so each file is read once per run (check → check_rollout → comparison_table).
+# path -> ((mtime_ns, size), default_variant, table)
+_TABLES: dict[Path, tuple[tuple[int, int], str | None, EvalTable]] = {}
+_MAX_CACHED = 64
+# rollout root -> comparison table computed by the last check_rollout
+_COMPARISONS: dict[Path, list[dict[str, Any]]] = {}
+
+_PROBLEM_RULE = {
+    "missing_columns": R.MALFORMED,
+    "bad_lines": R.MALFORMED,
+    "duplicate_ids": R.DUPLICATE_IDS,
+    "bad_scores": R.BAD_SCORES,
+    "mixed_types": R.BAD_SCORES,
+    "empty_slice": R.EMPTY_SLICE,
+}
+
+
+def load(path: Path, default_variant: str | None = None) -> EvalTable:
+    from probes.eval_slices.tables import read_table, stat_key
+
+    path = path.resolve()
+    key = stat_key(path)
+    hit = _TABLES.get(path)
+    if hit is not None and hit[0] == key and hit[1] == default_variant:
+        return hit[2]
+    table = read_table(path, default_variant)
+    if len(_TABLES) >= _MAX_CACHED:
+        _TABLES.pop(next(iter(_TABLES)))
+    _TABLES[path] = (key, default_variant, table)
+    return table
+
+
+def _eval_section(ctx_or_none: ProbeContext | None) -> dict[str, Any]:
+    return ctx_or_none.section("eval") if ctx_or_none is not None else {}
+
+
+def _manifest_eval(rollout: Rollout) -> dict[str, Any]:
+    ev = rollout.manifest.get("eval", {}) if rollout.manifest else {}
+    return ev if isinstance(ev, dict) else {}
+
+
+def baseline_name(rollout: Rollout, section: dict[str, Any]) -> str | None:
+    """Explicitly configured baseline variant: settings first, then the manifest."""
+    for src in (section, _manifest_eval(rollout)):
+        v = src.get("baseline_variant")
+        if isinstance(v, str) and v:
+            return v
+    return None
+
+
+def default_variant(path: Path, rollout: Rollout, section: dict[str, Any]) -> str | None:
+    """Variant name for rows with no variant column: the manifest's baseline file is the baseline."""
+    base_file = resolve(rollout.root, _manifest_eval(rollout).get("baseline"))
+    if base_file is not None and base_file.resolve() == path.resolve():
+        return baseline_name(rollout, section) or "base"
+    return None
+
+
+def _finding_for(problem: Problem, path: Path) -> Finding:
+    r = _PROBLEM_RULE.get(problem.kind, R.MALFORMED)
+    sev = None
+    if problem.kind == "bad_lines":
+        sev = Severity.WARNING
+    return r.finding(
+        path, f"{path.name}: {problem.message}", locator=problem.locator, evidence=problem.evidence, severity=sev
+    )
+
+
+def _facts(table: EvalTable) -> dict[str, Any]:
+    import numpy as np
+
+    facts: dict[str, Any] = {"format": table.fmt, "columns": table.columns}
+    if table.aggregate is not None:
+        facts.update(table.aggregate)
+        return facts
+    facts["rows"] = table.rows
+    if not table.usable:
+        return facts
+    variants = {}
+    for name, mask in table.variant_of_rows():
+        sc = table.score if mask is None else table.score[mask]
+        slc = table.slice_codes if mask is None else table.slice_codes[mask]
+        ok = ~np.isnan(sc)
+        n = np.bincount(slc[ok], minlength=len(table.slices))
+        tot = np.bincount(slc[ok], weights=sc[ok], minlength=len(table.slices))
+        variants[name] = {
+            "rows": len(sc),
+            "mean_score": round(float(sc[ok].mean()), 4) if ok.any() else None,
+            "slices": {
+                table.slices[k]: {"n": int(n[k]), "mean": round(float(tot[k] / n[k]), 4)} for k in np.flatnonzero(n)
+            },
+        }
+    facts["variants"] = variants
+    facts["optional_columns"] = sorted(table.extra)
+    return facts
+
+
+def _train_slices(rollout: Rollout) -> tuple[set[str] | None, str]:
+    data = rollout.manifest.get("data", {}) if rollout.manifest else {}
+    if not isinstance(data, dict):
+        return None, ""
+    ts = data.get("train_slices")
+    if isinstance(ts, list) and ts:
+        return {str(s) for s in ts}, "manifest [data] train_slices"
+    train = resolve(rollout.root, data.get("train"))
+    if train is not None and train.is_file() and train.suffix == ".jsonl":
+        found: set[str] = set()
+        with train.open(encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if '"slice"' not in line:
+                    continue
+                try:
+                    obj = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(obj, dict) and obj.get("slice") is not None:
+                    found.add(str(obj["slice"]))
+        if found:
+            return found, f"slice labels of {train.name}"
+    return None, ""
+
+
+def options(ctx: ProbeContext, rollout: Rollout | None = None) -> Options:
+    from probes.eval_slices.compare import Options
+
+    section = ctx.section("eval")
+    safety = section.get("safety_slices")
+    perf = _manifest_eval(rollout).get("perf", {}) if rollout is not None else {}
+    return Options(
+        alpha=float(ctx.param(R.SLICE_REGRESSION, "alpha")),
+        min_effect=float(ctx.param(R.SLICE_REGRESSION, "min_effect")),
+        resamples=int(ctx.param(R.SLICE_REGRESSION, "resamples")),
+        correction=str(ctx.param(R.SLICE_REGRESSION, "correction")),
+        power=float(ctx.param(R.SLICE_REGRESSION, "power")),
+        min_n=int(ctx.param(R.INSUFFICIENT, "min_n")),
+        max_mde=float(ctx.param(R.INSUFFICIENT, "max_mde")),
+        min_refusal_drop=float(ctx.param(R.SAFETY_REGRESSION, "min_drop")),
+        min_over_refusal=float(ctx.param(R.OVER_REFUSAL, "min_rise")),
+        seed=int(section.get("seed", 0)),
+        safety_slices=tuple(str(s) for s in safety) if isinstance(safety, list) else None,
+        perf={str(k): dict(v) for k, v in perf.items() if isinstance(v, dict)} if isinstance(perf, dict) else {},
+    )
+
+
+def _pts(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:+.1f} pts"
+
+
+def _pc(x: float | None) -> str:
+    return "n/a" if x is None else f"{x * 100:.1f}%"
+
+
+class EvalSlicesProbe(Probe):
+    name = "eval_slices"
+    kinds = frozenset({"eval_table"})
+    rules = R.RULES
+
+    def check(self, artifact: Artifact, ctx: ProbeContext) -> Iterable[Finding]:
+        dv = default_variant(artifact.path, ctx.rollout, ctx.section("eval"))
+        table = load(artifact.path, dv)
+        artifact.facts.update(_facts(table))
+        return [_finding_for(p, artifact.path) for p in table.problems]
+
+    def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
+        arts = rollout.of_kind("eval_table")
+        if not arts:
+            return []
+        section = ctx.section("eval")
+        tables, art_of = [], {}
+        for a in arts:
+            try:
+                t = load(a.path, default_variant(a.path, rollout, section))
+            except Exception:
+                continue
+            if t.usable:
+                tables.append(t)
+                art_of[id(t)] = a
+        if not tables:
+            return []
+        from probes.eval_slices.compare import compare, pair, pick_baseline
+
+        out: list[Finding] = []
+        pairing = pair(tables)
+        names = sorted(pairing.variants)
+        explicit = baseline_name(rollout, section)
+        base = pick_baseline(names, explicit)
+        where = tables[0].path
+        if base is None:
+            if explicit:
+                msg = (
+                    f"baseline variant {explicit!r} (from the settings or manifest) is not in the eval tables; "
+                    f"variants found: {', '.join(names)}"
+                )
+                sev = Severity.ERROR
+            else:
+                msg = (
+                    f"no baseline variant among {', '.join(names)} (expected `base`/`baseline` or "
+                    f"[eval] baseline_variant); nothing was compared"
+                )
+                sev = None
+            out.append(
+                R.BASELINE_MISSING.finding(
+                    where,
+                    msg,
+                    locator="baseline",
+                    severity=sev,
+                    evidence={"variants": names, "expected": explicit or "base"},
+                )
+            )
+            _COMPARISONS[rollout.root.resolve()] = []
+            return out
+        opts = options(ctx, rollout)
+        table = compare(pairing, base, opts)
+        _COMPARISONS[rollout.root.resolve()] = table
+        base_path = pairing.variants[base].sources[0].path
+        for a in arts:
+            a.facts.pop("comparison", None)
+        for row in table:
+            src = pairing.variants[row["variant"]].sources[0]
+            art = art_of[id(src)]
+            art.facts.setdefault("comparison", []).append(row)
+            out.extend(self._row_findings(row, src.path, base_path, opts, ctx, section))
+        out.extend(self._coverage(rollout, table, where, pairing.slices))
+        return out
+
+    # ----------------------------------------------------------------------------------------------
+
+    def _row_findings(
+        self,
+        row: dict[str, Any],
+        path: Path,
+        base_path: Path,
+        opts: Options,
+        ctx: ProbeContext,
+        section: dict[str, Any],
+    ) -> Iterable[Finding]:
+        v, b = row["variant"], row["baseline"]
+        chart = [
+            {k: s[k] for k in ("slice", "n", "base", "cand", "delta", "ci_low", "ci_high", "p", "p_adj")}
+            for s in row["slices"]
+        ]
+        common = {"variant": v, "baseline": b, "slices": chart}
+        # pairing
+        if row["paired"] == 0:
+            yield R.UNPAIRED_IDS.finding(
+                path,
+                f"{v} vs {b}: no example id has a usable score on both sides "
+                f"({row['only_baseline']} baseline-only, {row['only_candidate']} candidate-only ids); nothing compared",
+                locator=f"{v}",
+                severity=Severity.ERROR,
+                evidence={
+                    "paired": 0,
+                    "only_baseline": row["only_baseline"],
+                    "only_candidate": row["only_candidate"],
+                    "examples": row["unpaired_examples"],
+                },
+            )
+            return
+        if row["only_baseline"] or row["only_candidate"] or row["unusable_pairs"]:
+            ex = row["unpaired_examples"]
+            yield R.UNPAIRED_IDS.finding(
+                path,
+                f"{v} vs {b}: {row['paired']} examples paired; {row['only_baseline']} ids only in the baseline"
+                f"{' (e.g. ' + ', '.join(ex['baseline'][:3]) + ')' if ex['baseline'] else ''}, "
+                f"{row['only_candidate']} only in the candidate"
+                f"{' (e.g. ' + ', '.join(ex['candidate'][:3]) + ')' if ex['candidate'] else ''}"
+                + (f", {row['unusable_pairs']} pairs without a usable score" if row["unusable_pairs"] else ""),
+                locator=f"{v}",
+                evidence={
+                    "paired": row["paired"],
+                    "only_baseline": row["only_baseline"],
+                    "only_candidate": row["only_candidate"],
+                    "unusable_pairs": row["unusable_pairs"],
+                    "examples": ex,
+                },
+            )
+        for key, side in (("baseline_only_slices", "baseline"), ("candidate_only_slices", "candidate")):
+            if row[key]:
+                yield R.ONE_SIDED_SLICE.finding(
+                    path,
+                    f"{v} vs {b}: slice(s) {', '.join(row[key])} appear only in the {side}; not compared",
+                    locator=f"{v}:{side}-only",
+                    evidence={"slices_one_side": row[key], "side": side, **common},
+                )
+        regressed = []
+        for s in row["slices"]:
+            loc = f"{v}:{s['slice']}"
+            ci = f"95% CI {_pts(s['ci_low'])} … {_pts(s['ci_high'])}"
+            if s["status"] == "regression" and not s["safety"]:
+                regressed.append(s)
+                yield R.SLICE_REGRESSION.finding(
+                    path,
+                    f"{v} vs {b} on slice {s['slice']}: {_pc(s['base'])} → {_pc(s['cand'])} "
+                    f"({_pts(s['delta'])}, {ci}, n={s['n']} paired, p={s['p']:.2g}, "
+                    f"{row['correction']}-adjusted p={s['p_adj']:.2g})",
+                    locator=loc,
+                    evidence={**common, "slice": s["slice"], "row": s},
+                )
+            elif s["status"] == "insufficient_samples":
+                why = (
+                    f"only {s['n']} paired examples (< {opts.min_n})"
+                    if s["n"] < opts.min_n
+                    else f"minimum detectable effect {_pts(s['mde']).lstrip('+')} > {opts.max_mde * 100:.0f} pts"
+                )
+                yield R.INSUFFICIENT.finding(
+                    path,
+                    f"{v} vs {b} on slice {s['slice']}: {why}; observed {_pts(s['delta'])} ({ci}) "
+                    "cannot be judged either way",
+                    locator=loc,
+                    evidence={**common, "slice": s["slice"], "row": s},
+                )
+        o = row["overall"]
+        if regressed and o and o["delta"] is not None and o["delta"] > 0:
+            yield R.MASKED_REGRESSION.finding(
+                path,
+                f"{v} lifts the overall score {_pc(o['base'])} → {_pc(o['cand'])} ({_pts(o['delta'])}) while "
+                f"{len(regressed)} slice(s) regressed: "
+                + ", ".join(f"{s['slice']} {_pts(s['delta'])}" for s in regressed),
+                locator=f"{v}",
+                evidence={**common, "overall": o, "regressed": [s["slice"] for s in regressed]},
+            )
+        sf = row["safety"]
+        if sf and sf["delta"] is not None and sf["delta"] <= -opts.min_refusal_drop and sf["p"] < opts.alpha:
+            yield R.SAFETY_REGRESSION.finding(
+                path,
+                f"{v} vs {b}: safety refusal rate {_pc(sf['base'])} → {_pc(sf['cand'])} ({_pts(sf['delta'])}, "
+                f"95% CI {_pts(sf['ci_low'])} … {_pts(sf['ci_high'])}, n={sf['n']}, McNemar p={sf['p']:.2g}); "
+                f"{_pc(sf['regression_rate'])} of safety prompts refused by the baseline are now answered",
+                locator=f"{v}:safety",
+                evidence={**common, "safety": sf},
+            )
+        orf = row["over_refusal"]
+        if orf and orf["delta"] is not None and orf["delta"] >= opts.min_over_refusal and orf["p"] < opts.alpha:
+            yield R.OVER_REFUSAL.finding(
+                path,
+                f"{v} vs {b}: refusals on benign slices {_pc(orf['base'])} → {_pc(orf['cand'])} "
+                f"({_pts(orf['delta'])}, n={orf['n']}, McNemar p={orf['p']:.2g})",
+                locator=f"{v}:over-refusal",
+                evidence={**common, "over_refusal": orf},
+            )
+        yield from self._gate(row, path, opts, section, common)
+
+    def _gate(
+        self, row: dict[str, Any], path: Path, opts: Options, section: dict[str, Any], common: dict[str, Any]
+    ) -> Iterable[Finding]:
+        gate = section.get("gate", {})
+        if not isinstance(gate, dict) or not gate:
+            return
+        v, b = row["variant"], row["baseline"]
+        lim = gate.get("max_slice_regression")
+        if isinstance(lim, (int, float)):
+            lim = lim / 100 if lim > 1 else float(lim)
+            for s in row["slices"]:
+                if s["n"] >= opts.min_n and s["delta"] is not None and s["delta"] < -lim:
+                    yield R.GATE_SLICE.finding(
+                        path,
+                        f"{v} vs {b} on slice {s['slice']}: {_pts(s['delta'])} (95% CI {_pts(s['ci_low'])} … "
+                        f"{_pts(s['ci_high'])}, n={s['n']}) exceeds the gate's max_slice_regression of "
+                        f"{lim * 100:.1f} pts",
+                        locator=f"{v}:{s['slice']}",
+                        evidence={**common, "slice": s["slice"], "limit": lim, "row": s},
+                    )
+        floor = gate.get("min_safety_refusal_rate")
+        if isinstance(floor, (int, float)):
+            floor = floor / 100 if floor > 1 else float(floor)
+            sf = row["safety"]
+            if sf is None:
+                yield R.GATE_SAFETY.finding(
+                    path,
+                    f"{v}: the gate sets min_safety_refusal_rate but no safety slice was evaluated",
+                    locator=f"{v}:safety",
+                    severity=Severity.WARNING,
+                    evidence={"limit": floor},
+                )
+            elif sf["cand"] is not None and sf["cand"] < floor:
+                yield R.GATE_SAFETY.finding(
+                    path,
+                    f"{v}: safety refusal rate {_pc(sf['cand'])} (n={sf['n']}) is below the gate's "
+                    f"min_safety_refusal_rate of {_pc(floor)} (baseline {_pc(sf['base'])})",
+                    locator=f"{v}:safety",
+                    evidence={**common, "limit": floor, "safety": sf},
+                )
+        lat = gate.get("max_latency_increase")
+        if isinstance(lat, (int, float)):
+            m = row["latency_ms"]
+            if not m or m.get("increase") is None:
+                yield R.GATE_LATENCY.finding(
+                    path,
+                    f"{v}: the gate sets max_latency_increase but no latency_ms was recorded for both variants",
+                    locator=f"{v}:latency",
+                    severity=Severity.INFO,
+                    evidence={"limit": lat},
+                )
+            elif m["increase"] > lat:
+                yield R.GATE_LATENCY.finding(
+                    path,
+                    f"{v}: mean latency {m['base']} ms → {m['cand']} ms ({m['increase'] * 100:+.1f}%) exceeds "
+                    f"the gate's max_latency_increase of {lat * 100:+.1f}%",
+                    locator=f"{v}:latency",
+                    evidence={"limit": lat, "latency_ms": m, "variant": v},
+                )
+
+    def _coverage(
+        self, rollout: Rollout, table: list[dict[str, Any]], where: Path, slices: list[str]
+    ) -> Iterable[Finding]:
+        trained, src = _train_slices(rollout)
+        if trained is None:
+            return
+        evald = sorted({s["slice"] for row in table for s in row["slices"]} or set(slices))
+        absent = [s for s in evald if s not in trained]
+        if not absent:
+            return
+        deltas = {}
+        for row in table:
+            for s in row["slices"]:
+                if s["slice"] in absent:
+                    deltas.setdefault(s["slice"], {})[row["variant"]] = s["delta"]
+        detail = "; ".join(f"{s}: " + ", ".join(f"{v} {_pts(d)}" for v, d in deltas.get(s, {}).items()) for s in absent)
+        yield R.NARROW_COVERAGE.finding(
+            where,
+            f"{len(absent)} of {len(evald)} eval slices are absent from the training data ({src}: "
+            f"{', '.join(sorted(trained))}): {detail}",
+            locator="coverage",
+            evidence={
+                "absent": absent,
+                "trained": sorted(trained),
+                "evaluated": evald,
+                "source": src,
+                "deltas": deltas,
+            },
+        )
+
+
+PROBES = [EvalSlicesProbe()]
+
+
+def comparison_table(rollout_or_tables: Any, settings: Any = None) -> list[dict[str, Any]]:
+    """Every candidate variant vs the baseline (see `compare.compare` for the keys).
+
+    Accepts a `Rollout` (uses the result of the last `doctor check` when there is one, else reads the
+    rollout's eval tables), a rollout folder, or a list of eval-table paths / `EvalTable`s.
+    """
+    from doctor.config import Settings
+    from probes.eval_slices.tables import EvalTable
+
+    settings = settings or Settings()
+    if isinstance(rollout_or_tables, Rollout):
+        rollout = rollout_or_tables
+        cached = _COMPARISONS.get(rollout.root.resolve())
+        if cached is not None:
+            return cached
+        paths = [a.path for a in rollout.of_kind("eval_table")]
+    elif isinstance(rollout_or_tables, (str, Path)) and Path(rollout_or_tables).is_dir():
+        root = Path(rollout_or_tables).resolve()
+        if root in _COMPARISONS:
+            return _COMPARISONS[root]
+        from doctor.discover import discover
+        from doctor.manifest import read_manifest
+
+        arts = discover(root)
+        rollout = Rollout(root, arts)
+        man = root / "rollout.toml"
+        if man.is_file():
+            rollout.manifest = read_manifest(man)
+        paths = [a.path for a in arts if a.kind == "eval_table"]
+    else:
+        items = list(rollout_or_tables if not isinstance(rollout_or_tables, (str, Path)) else [rollout_or_tables])
+        rollout = Rollout(Path.cwd())
+        paths = []
+        tables = [t for t in items if isinstance(t, EvalTable)]
+        paths = [Path(p) for p in items if not isinstance(p, EvalTable)]
+        return _table_from(tables + [load(p) for p in paths], rollout, settings)
+    ctx = ProbeContext(settings=settings, rollout=rollout)
+    section = ctx.section("eval")
+    tables = [load(p, default_variant(p, rollout, section)) for p in paths]
+    return _table_from(tables, rollout, settings)
+
+
+def _table_from(tables: list[EvalTable], rollout: Rollout, settings: Any) -> list[dict[str, Any]]:
+    from probes.eval_slices.compare import compare, pair, pick_baseline
+
+    tables = [t for t in tables if t.usable]
+    if not tables:
+        return []
+    ctx = ProbeContext(settings=settings, rollout=rollout)
+    pairing = pair(tables)
+    base = pick_baseline(sorted(pairing.variants), baseline_name(rollout, ctx.section("eval")))
+    if base is None:
+        return []
+    return compare(pairing, base, options(ctx, rollout))
+
+
+def to_markdown(table: list[dict[str, Any]]) -> str:
+    """The comparison table as markdown (see `compare.to_markdown`)."""
+    from probes.eval_slices.compare import to_markdown as md
+
+    return md(table)
+
+
+__all__ = ["PROBES", "comparison_table", "to_markdown"]
