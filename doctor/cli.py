@@ -87,10 +87,10 @@ _EXTRA_COMMANDS = {
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from probes import registry
+    from probes import rule_registry
 
     settings = load_settings(getattr(args, "config", None))
-    validate_rule_ids(settings, {r.id for r in registry()})
+    validate_rule_ids(settings, {r.id for r in rule_registry()})
     return settings
 
 
@@ -125,7 +125,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     from doctor.engine import check
     from doctor.report import RenderContext, render
-    from probes import registry
+    from probes import rule_registry
 
     settings = _settings(args)
     if args.fail_on:
@@ -137,7 +137,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"wrote {len(report.findings)} findings to baseline {args.write_baseline}", file=sys.stderr)
     color = args.format == "console" and not args.no_color and args.output is None and _tty_color()
     ctx = RenderContext(
-        rules=registry(), verbose=args.verbose, color=color, version=__version__, settings_path=settings.source
+        rules=rule_registry(), verbose=args.verbose, color=color, version=__version__, settings_path=settings.source
     )
     text = render(report, args.format, ctx)
     if args.output:
@@ -162,9 +162,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from probes import registry
+    from probes import rule_registry
 
-    rules = list(registry())
+    rules = list(rule_registry())
     if args.format == "json":
         payload = [
             {
@@ -186,10 +186,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from probes import registry
+    from probes import rule_registry
 
     try:
-        r = registry().get(args.rule_id)
+        r = rule_registry().get(args.rule_id)
     except KeyError:
         raise CliError(f"unknown rule {args.rule_id!r}; `doctor rules` lists them") from None
     print(f"{r.id}: {r.title}")

@@ -20,11 +20,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from doctor.cli import CliError
     from doctor.playbook import PLAYBOOK_DIR, PlaybookError, load_all
-    from probes import registry
+    from probes import rule_registry
 
     directory = args.dir or PLAYBOOK_DIR
     try:
-        books = load_all(directory, rule_ids={r.id for r in registry()})
+        books = load_all(directory, rule_ids={r.id for r in rule_registry()})
     except PlaybookError as exc:
         raise CliError(str(exc)) from None
     if args.verb == "validate":

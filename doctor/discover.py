@@ -22,7 +22,9 @@ _PEEK = 16384
 _SERVING_WORDS = re.compile(
     r"vllm\s+serve|vllm\.entrypoints|--enable-lora|enable-lora|text-generation-launcher|lorax-launcher|"
     r"LORA_ADAPTERS|--lora-adapters|--lora-modules|ghcr\.io/huggingface/text-generation-inference|"
-    r"vllm/vllm-openai|predibase/lorax|ghcr\.io/predibase/lorax"
+    r"vllm/vllm-openai|predibase/lorax|ghcr\.io/predibase/lorax|"
+    r"^\s*(?:enable[-_]lora|lora[-_]modules|max[-_]lora[-_]rank)\s*:",  # `vllm serve --config` YAML keys
+    re.M,
 )
 _TRAIN_CFG_KEYS = re.compile(
     r"^(base_model|model_name_or_path|adapter|finetuning_type|lora_r|lora_rank|learning_rate|"
@@ -89,6 +91,8 @@ def classify_file(path: Path) -> str | None:
     if low.endswith(".sh") or low == "dockerfile" or low.startswith("dockerfile.") or low.endswith(".dockerfile"):
         return "serving_config" if _SERVING_WORDS.search(_peek(path)) else None
     if low.endswith((".csv", ".tsv", ".jsonl", ".parquet")):
+        if low.startswith("samples_") and low.endswith(".jsonl") and '"doc_id"' in _peek(path, 4096):
+            return "eval_table"  # lm-evaluation-harness per-sample output (first line may exceed the peek)
         cols = _parquet_columns(path) if low.endswith(".parquet") else _columns_of_table(path)
         if "slice" in cols and ({"score", "correct", "acc", "exact_match"} & cols):
             return "eval_table"
@@ -134,7 +138,7 @@ def discover(target: Path) -> list[Artifact]:
     found: list[Artifact] = []
     if target.is_file():
         kind = classify_file(target)
-        if kind is None and target.name == "adapter_config.json":
+        if kind is None and target.name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
             kind, target = "adapter", target.parent
         if kind:
             found.append(Artifact(target, kind))

@@ -76,15 +76,15 @@ def _table(rows: list[dict[str, Any]], indent: str) -> list[str]:
 
 
 def _matrix_rows(report: Report) -> list[dict[str, Any]]:
-    try:
-        from probes.registry import compatibility_matrix
-    except ImportError:
-        return []
+    from probes.serving import compatibility_matrix
+
     return compatibility_matrix(report)
 
 
 def _matrix_text(report: Report) -> str:
+    from probes.serving import render_matrix
+
     rows = _matrix_rows(report)
     if not rows:
         return "compatibility matrix: no serving configs or adapters to compare"
-    return "compatibility matrix:\n" + "\n".join(_table(rows, "  "))
+    return "compatibility matrix:\n" + render_matrix(rows, "text")

@@ -52,9 +52,9 @@ def run_triage(
     interactive: bool = False,
     report: Report | None = None,
 ) -> list[RolloutTriage]:
-    from probes import registry
+    from probes import rule_registry
 
-    books = load_all(rule_ids={r.id for r in registry()})
+    books = load_all(rule_ids={r.id for r in rule_registry()})
     report = report or check(targets, settings)
     walker = Walker(books)
     return [

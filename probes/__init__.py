@@ -26,7 +26,7 @@ def _modules():
 
 
 @cache
-def registry() -> RuleRegistry:
+def rule_registry() -> RuleRegistry:
     from doctor.rules import DOC_RULES, RuleRegistry
 
     reg = RuleRegistry()
@@ -37,7 +37,7 @@ def registry() -> RuleRegistry:
 
 
 def load_probes() -> list[Probe]:
-    registry()  # registers rules first, so duplicate ids fail loudly before any probe runs
+    rule_registry()  # registers rules first, so duplicate ids fail loudly before any probe runs
     probes: list[Probe] = []
     for mod in _modules():
         probes.extend(getattr(mod, "PROBES", ()))

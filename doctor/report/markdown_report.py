@@ -94,9 +94,25 @@ def details(report: Report, ctx: Any) -> str:
     return "\n\n".join(parts)
 
 
+def eval_comparison(report: Report, ctx: Any) -> str:
+    """Every candidate vs baseline, per slice with intervals (eval tables' `comparison` facts)."""
+    rows = [row for a in report.artifacts for row in a.facts.get("comparison", [])]
+    if not rows:
+        return ""
+    from probes.eval_slices import to_markdown
+
+    return "## Eval comparison\n\n" + to_markdown(rows)
+
+
 def sections(report: Report, ctx: Any) -> list[str]:
-    """The base sections, in order. Extend this list to add sections; empty strings are dropped."""
-    return [heading(report, ctx), summary_table(report, ctx), findings_table(report, ctx), details(report, ctx)]
+    """The sections, in order; empty strings are dropped."""
+    return [
+        heading(report, ctx),
+        summary_table(report, ctx),
+        findings_table(report, ctx),
+        eval_comparison(report, ctx),
+        details(report, ctx),
+    ]
 
 
 def render(report: Report, ctx: Any) -> str:
