@@ -100,7 +100,7 @@ def classify_file(path: Path) -> str | None:
             return "eval_table"  # lm-evaluation-harness per-sample output
         if "slice" in cols and ({"prompt", "instruction", "input", "question"} & cols):
             return "eval_set"
-        if ("loss" in cols or "train/loss" in cols) and ({"step", "current_steps", "global_step"} & cols):
+        if ({"loss", "train/loss", "train_loss"} & cols) and ({"step", "current_steps", "global_step", "_step"} & cols):
             return "training_log"
         return None
     if low.endswith(".json") and low.startswith("results"):

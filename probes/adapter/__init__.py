@@ -1,0 +1,56 @@
+"""Adapter checkpoint probes: structure, weight forensics and base-model compatibility, at disk speed.
+
+Reads an adapter folder (adapter_config.json + adapter_model.safetensors; a PEFT adapter saved under
+a non-default name sits in a subfolder `NAME/` and is discovered there) with numpy only: the
+safetensors header is parsed and validated by hand before any data is read, then each tensor is
+converted to float32 from a memory map, reduced to r x r Gram matrices and released (see
+stats.py for the math; effective rank = exp(entropy) AND the 90 %-energy rank, the latter drives
+ADP009). Pickles (adapter_model.bin/.pt) are never opened.
+
+sha256: streaming it costs about as much as the whole numeric scan (~1 GB/s hashing here vs the scan
+at disk speed), so it is computed only when the rollout has a registry (a registry artifact, or
+[serving].registry in rollout.toml), when the file is ≤ 64 MiB, or when settings say
+`[adapter] sha256 = "always"`; otherwise facts["sha256"] is None and callers use `sha256_file(path)`.
+
+Facts (artifact.facts; `adapter_facts(path)` returns the same dict) — stable names for other probes:
+
+    format              "safetensors" | "pickle" | "none"
+    adapter_name        the folder name (PEFT's adapter name when saved in a subfolder)
+    weights_file        adapter_model.safetensors | adapter_model.bin | None
+    pickle_files        pickles present (never loaded)
+    readable            False when ADP001 fired (header/file/config unreadable)
+    peft_type, peft_version, task_type, min_peft_version (oldest PEFT that knows every field used)
+    base_model_name_or_path
+    r, alpha, use_rslora, scale (alpha/r or alpha/√r), rank_pattern {pattern: r}, alpha_pattern
+    max_rank            max(r, rank_pattern values, lora_A rows) — what vLLM compares to --max-lora-rank
+    weight_ranks        sorted distinct ranks found in the tensors
+    use_dora, has_magnitudes, bias ("none"|"all"|"lora_only"), lora_bias, modules_to_save,
+    init_lora_weights, layers_to_transform, target_modules (as in the config: list or regex)
+    targets             sorted module names that actually have LoRA weights (q_proj, …)
+    lora_modules        number of adapted modules; layers_with_weights: sorted layer indices
+    key_suffixes        e.g. [".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector", ".weight"]
+    saved_other_keys    non-LoRA keys (modules_to_save copies, full embeddings, biases), first 50
+    tensor_dims         {target: {"in": d_in, "out": d_out}}
+    vocab_dims          {"lora_embedding_A": vocab, "<full embedding key>": rows}
+    dtype (by bytes), dtypes {dtype: bytes}, size_bytes, sha256 (hex or None), tensor_count,
+    trainable_params    total elements saved
+    non_finite_tensors, non_finite_values
+    layers              [{module, layer, path, r, update_norm, effective_rank, rank90}, …]
+    base                (when a base config.json is found) model_type, architecture, hidden, …, found_by
+    scan_seconds        {header, tensors, sha256, total}
+"""
+
+from probes.adapter.probe import PROBES, RULES, AdapterProbe, adapter_facts
+from probes.adapter.safetensors_io import Unreadable, read_header, sha256_file
+from probes.adapter.scan import scan_adapter
+
+__all__ = [
+    "PROBES",
+    "RULES",
+    "AdapterProbe",
+    "Unreadable",
+    "adapter_facts",
+    "read_header",
+    "scan_adapter",
+    "sha256_file",
+]

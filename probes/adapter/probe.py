@@ -1,0 +1,715 @@
+"""Adapter rules (ADP###) and the probe that runs them over one scan of the checkpoint."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from doctor.model import Artifact, Finding, Severity
+from doctor.probe import Probe, ProbeContext
+from doctor.rules import rule
+from probes.adapter.base import LLAMA_MODULES, base_dims, find_base_config, read_base_config
+from probes.adapter.peft_config import targets_module
+from probes.adapter.scan import Scan, scan_adapter
+from probes.adapter.stats import energy_rank
+
+UNREADABLE = rule(
+    "ADP001",
+    "Adapter checkpoint unreadable or incomplete",
+    "error",
+    ["adapter_unreadable"],
+    """
+    The adapter folder is missing adapter_config.json or its weights, or adapter_model.safetensors is
+    damaged: truncated, a header length that does not fit the file, tensors whose data offsets run
+    past the end or overlap, an unknown dtype. PEFT and every server refuse such a checkpoint (or,
+    worse, read garbage).
+    """,
+    """
+    Re-save the adapter from the training run (`model.save_pretrained(dir)`), or copy it again and
+    compare its sha256 with the registry's.
+    """,
+)
+UNSAFE = rule(
+    "ADP002",
+    "Adapter weights stored as a pickle",
+    "warning",
+    ["unsafe_format"],
+    """
+    adapter_model.bin / .pt are Python pickles: loading one runs arbitrary code, so doctor never opens
+    them and the weights were not checked. Servers increasingly refuse pickles too.
+    """,
+    """
+    Convert in a trusted environment: `from peft import PeftModel; m = PeftModel.from_pretrained(base,
+    dir); m.save_pretrained(out, safe_serialization=True)` (or `safetensors.torch.save_file(
+    torch.load(path, weights_only=True), "adapter_model.safetensors")`), then delete the pickle.
+    """,
+)
+BAD_CONFIG = rule(
+    "ADP003",
+    "adapter_config.json field invalid",
+    "error",
+    ["adapter_unreadable"],
+    """
+    A field of adapter_config.json is missing or has a value PEFT (or a server) does not accept:
+    r, lora_alpha, target_modules, bias, rank_pattern/alpha_pattern values, layers_to_transform, or a
+    peft_version older than the fields the config uses.
+    """,
+    "Fix the field (the message names it) or re-save the adapter with the PEFT version used to train it.",
+)
+INCONSISTENT = rule(
+    "ADP004",
+    "adapter_config.json does not match the saved weights",
+    "error",
+    ["adapter_unreadable", "scaling_mismatch"],
+    """
+    The config and the tensors disagree: lora_A/lora_B shapes whose rank is not r (or the rank_pattern
+    entry), an A without its B, weights for modules target_modules does not select or outside
+    layers_to_transform, modules_to_save without saved copies. PEFT fails with a size mismatch, or
+    loads with the wrong alpha/r scale.
+    """,
+    """
+    Use the adapter_config.json saved with these weights (same save_pretrained call); never edit r or
+    rank_pattern by hand.
+    """,
+)
+TARGET_MISSING = rule(
+    "ADP005",
+    "Target module has no weights",
+    "warning",
+    ["target_module_missing"],
+    """
+    target_modules lists a module for which the checkpoint holds no LoRA weights: it matched nothing in
+    the model that was trained (a typo, or a name from another architecture), so that part of the
+    model was never adapted.
+    """,
+    "Use module names of the base architecture (e.g. q_proj, v_proj for Llama); check `print(model)`.",
+)
+NON_FINITE = rule(
+    "ADP006",
+    "Adapter weights contain NaN or Inf",
+    "error",
+    ["adapter_non_finite"],
+    """
+    Some adapter tensors hold NaN or infinite values. Every forward pass through those modules
+    produces NaN: the adapter is unusable. Usually the training run diverged before the save.
+    """,
+    """
+    Retrain from the last finite checkpoint with a lower learning rate and gradient clipping
+    (max_grad_norm 0.3–1.0); for fp16 training prefer bf16.
+    """,
+)
+DEAD = rule(
+    "ADP007",
+    "Dead adapter: lora_B is zero",
+    "error",
+    ["dead_adapter"],
+    """
+    PEFT initialises lora_B to zero, so an update B·A stays exactly zero until gradients reach B.
+    lora_B still ≈ 0 means the adapter was never trained, gradients never flowed (frozen by mistake,
+    zero learning rate, the wrong adapter saved), or its weights were lost in a merge/save.
+    Partially dead (some modules only): those modules got no gradient.
+    """,
+    """
+    Check that trainable parameters are > 0 (`model.print_trainable_parameters()`), the learning rate
+    is not 0 and the saved adapter is the trained one; retrain.
+    """,
+    rms=1e-7,
+)
+OUTLIER = rule(
+    "ADP008",
+    "Update size outlier across layers",
+    "warning",
+    [],
+    """
+    One module's update ‖scale·B·A‖_F is far larger than the same module in other layers (computed
+    from the factors: ‖BA‖_F² = trace((BᵀB)(AAᵀ))). A single exploding layer is the fingerprint of a
+    local instability or a bad merge.
+    """,
+    "Inspect that layer's training (grad norms); lower the learning rate or clip gradients.",
+    factor=10.0,
+    min_layers=4,
+)
+UNDERUSED = rule(
+    "ADP009",
+    "Adapter rank underused",
+    "info",
+    ["rank_underused"],
+    """
+    In most modules 90 % of the update's energy (Σσ² of B·A) lies in a few directions (energy rank),
+    far fewer than r: a smaller r would give the same adapter with fewer parameters, less memory and
+    a lower serving cost (servers size their LoRA slots by the max rank).
+    """,
+    "Retrain with r near the reported 90 %-energy rank (rounded up to a power of two).",
+    share=0.25,
+    min_r=16,
+    energy=0.9,
+)
+SCALING = rule(
+    "ADP010",
+    "Unusual LoRA scaling",
+    "warning",
+    ["scaling_mismatch"],
+    """
+    The update is scaled by lora_alpha/r, or lora_alpha/√r with use_rslora. A scale far above the
+    usual 0.5–2 amplifies every step (instability); far below, the adapter barely moves the model.
+    With rsLoRA an alpha picked for classic LoRA (alpha = 2r) gives a scale of 2√r (16 at r = 64).
+    Servers that ignore use_rslora or alpha_pattern apply a different scale than training did.
+    """,
+    "Pick lora_alpha so the scale is about 1–2 (classic: alpha = r…2r; rsLoRA: alpha ≈ √r…2√r).",
+    max_scale=8.0,
+    min_scale=0.05,
+)
+DORA = rule(
+    "ADP011",
+    "DoRA magnitudes inconsistent",
+    "error",
+    ["scaling_mismatch"],
+    """
+    use_dora requires a lora_magnitude_vector per module; without it (or with magnitudes but
+    use_dora false, or with magnitudes ≤ 0) the loaded model rescales weights differently from the
+    trained one. LoRAX/TGI ignore magnitudes silently.
+    """,
+    "Re-save with the PEFT version used to train (DoRA needs PEFT >= 0.9) and keep use_dora as trained.",
+)
+BASE_SHAPES = rule(
+    "ADP012",
+    "Adapter shapes do not fit the base model",
+    "error",
+    ["base_mismatch"],
+    """
+    The adapter's tensor dimensions, layer indices or vocabulary do not match the base model's
+    config.json: it was trained on another base. Some servers (vLLM) load smaller shapes silently and
+    produce wrong outputs; PEFT fails with a size mismatch.
+    """,
+    "Serve the adapter with the base it was trained on, or retrain on this base.",
+)
+BASE_NAMES = rule(
+    "ADP013",
+    "Target modules the base architecture does not have",
+    "error",
+    ["target_module_missing", "base_mismatch"],
+    """
+    The adapter targets module names that do not exist in the base architecture (names from another
+    model family), so they cannot be applied to this base.
+    """,
+    "Retrain with the base's module names (Llama: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj).",
+)
+BASE_NAME = rule(
+    "ADP014",
+    "Base model name missing or different",
+    "warning",
+    ["base_mismatch"],
+    """
+    adapter_config.json's base_model_name_or_path is empty, or names another base than the rollout
+    manifest (rollout.base_model_name / base_model). Servers never compare it, so the mistake only
+    shows as bad outputs.
+    """,
+    "Check which base the adapter was trained on; set base_model_name_or_path to it.",
+)
+
+RULES = (
+    UNREADABLE, UNSAFE, BAD_CONFIG, INCONSISTENT, TARGET_MISSING, NON_FINITE, DEAD, OUTLIER,
+    UNDERUSED, SCALING, DORA, BASE_SHAPES, BASE_NAMES, BASE_NAME,
+)  # fmt: skip
+
+
+def _sha_wanted(ctx: ProbeContext) -> bool | None:
+    """sha256 of the weights: computed when a registry in the rollout may pin it, else only for small
+    files ([adapter] sha256 = "always" | "never" | "auto" in settings)."""
+    mode = str(ctx.section("adapter").get("sha256", "auto"))
+    if mode == "always":
+        return True
+    if mode == "never":
+        return False
+    serving = (ctx.rollout.manifest or {}).get("serving", {})
+    if ctx.rollout.of_kind("registry") or (isinstance(serving, dict) and serving.get("registry")):
+        return True
+    return None
+
+
+def _list(items: list[str], n: int = 5) -> str:
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+class AdapterProbe(Probe):
+    name = "adapter"
+    kinds = frozenset({"adapter"})
+    rules = RULES
+
+    def check(self, artifact: Artifact, ctx: ProbeContext) -> Iterable[Finding]:
+        cancelled = ctx.cancelled.is_set if ctx.cancelled is not None else None
+        sc = scan_adapter(artifact.path, want_sha256=_sha_wanted(ctx), cancelled=cancelled)
+        artifact.facts.update(sc.facts)
+        out: list[Finding] = []
+        out += unsafe(sc)
+        for p in sc.problems:
+            out.append(
+                UNREADABLE.finding(
+                    p.file, f"{p.file.name}: {p.reason}" + (f" at {p.where}" if p.where else ""), locator=p.where
+                )
+            )
+        out += config_fields(sc)
+        out += consistency(sc)
+        out += non_finite(sc)
+        out += dead(sc, ctx)
+        out += outliers(sc, ctx)
+        out += underused(sc, ctx)
+        out += scaling(sc, ctx)
+        out += dora(sc)
+        out += base_checks(sc, ctx, artifact)
+        return out
+
+
+def unsafe(sc: Scan) -> list[Finding]:
+    if not sc.pickles:
+        return []
+    names = ", ".join(p.name for p in sc.pickles)
+    if sc.weights is not None:
+        return [
+            UNSAFE.finding(
+                sc.pickles[0],
+                f"{names} (pickle, not loaded) sits beside {sc.weights.name}; loaders that prefer the pickle "
+                "may read different weights",
+                severity=Severity.INFO,
+            )
+        ]
+    size = sum(p.stat().st_size for p in sc.pickles)
+    return [
+        UNSAFE.finding(
+            sc.pickles[0], f"{names} is a pickle ({size} bytes); it was not loaded, so its weights were not checked"
+        )
+    ]
+
+
+def config_fields(sc: Scan) -> list[Finding]:
+    if sc.config is None:
+        return []
+    out = [
+        BAD_CONFIG.finding(sc.config_path, i.message, locator=f"/{i.field}", severity=Severity.parse(i.severity))
+        for i in sc.config.issues
+    ]
+    return out
+
+
+def consistency(sc: Scan) -> list[Finding]:
+    cfg = sc.config
+    if cfg is None or not sc.tensors:
+        return []
+    out: list[Finding] = []
+    path = sc.weights
+    rank_bad: list[str] = []
+    for m in sc.modules.values():
+        roles = m.tensors
+        if ("A" in roles) != ("B" in roles):
+            have, miss = ("lora_A", "lora_B") if "A" in roles else ("lora_B", "lora_A")
+            out.append(INCONSISTENT.finding(path, f"{m.path} has {have} but no {miss}", locator=m.path))
+        if ("emb_A" in roles) != ("emb_B" in roles):
+            out.append(INCONSISTENT.finding(path, f"{m.path} has only one of lora_embedding_A/B", locator=m.path))
+        want = cfg.rank_for(m.path)
+        a = roles.get("A") or roles.get("emb_A")
+        if a and want and sc.tensors[a].shape and sc.tensors[a].shape[0] != want:
+            src = "rank_pattern" if want != cfg.r else "r"
+            rank_bad.append(f"{m.path}: {src} = {want} but {a.rsplit('.', 2)[-2]} is {list(sc.tensors[a].shape)}")
+    if rank_bad:
+        out.append(
+            INCONSISTENT.finding(
+                path,
+                f"{len(rank_bad)} of {len(sc.modules)} modules have a rank other than the config's: "
+                f"{_list(rank_bad, 3)}",
+                locator=rank_bad[0].split(":")[0],
+                evidence={"modules": len(rank_bad), "examples": rank_bad[:10], "config_r": cfg.r},
+            )
+        )
+    for mod, msg in sc.shape_issues:
+        out.append(INCONSISTENT.finding(path, f"{mod}: {msg}", locator=mod))
+    tm = cfg.target_modules
+    untargeted = [m.path for m in sc.modules.values() if targets_module(tm, m.path) is False]
+    if untargeted:
+        out.append(
+            INCONSISTENT.finding(
+                path,
+                f"{len(untargeted)} modules have weights but target_modules {tm!r} does not select them: "
+                f"{_list(untargeted)}",
+                locator=untargeted[0],
+            )
+        )
+    ltt = cfg.layers_to_transform
+    if ltt is not None:
+        outside = sorted({m.layer for m in sc.modules.values() if m.layer is not None and m.layer not in ltt})
+        if outside:
+            out.append(
+                INCONSISTENT.finding(
+                    path,
+                    f"weights in layers {outside} outside layers_to_transform {ltt}",
+                    locator="/layers_to_transform",
+                )
+            )
+    if isinstance(tm, list):
+        for t in tm:
+            if not any(m.path == t or m.path.endswith("." + t) for m in sc.modules.values()) and not any(
+                f".{t}." in f".{k}" for k in sc.other
+            ):
+                out.append(
+                    TARGET_MISSING.finding(
+                        sc.config_path,
+                        f"target_modules has {t!r} but no saved tensor belongs to a {t!r} module "
+                        f"({len(sc.modules)} adapted modules: "
+                        f"{_list(sorted({m.target for m in sc.modules.values()}))})",
+                        locator=f"/target_modules/{tm.index(t)}",
+                    )
+                )
+    for name in cfg.modules_to_save:
+        if not any(f".{name}." in f".{k}" for k in sc.other):
+            out.append(
+                INCONSISTENT.finding(
+                    path,
+                    f"modules_to_save has {name!r} but no full copy of it was saved ({len(sc.other)} non-LoRA tensors)",
+                    locator=f"/modules_to_save/{cfg.modules_to_save.index(name)}",
+                )
+            )
+    return out
+
+
+def non_finite(sc: Scan) -> list[Finding]:
+    if not sc.non_finite:
+        return []
+    items = sorted(sc.non_finite.items(), key=lambda kv: -kv[1])
+    total = sum(v for _, v in items)
+    desc = [f"{k} ({v} of {sc.tensors[k].numel})" for k, v in items]
+    return [
+        NON_FINITE.finding(
+            sc.weights,
+            f"{len(items)} of {len(sc.tensors)} tensors hold {total} non-finite values: {_list(desc, 4)}",
+            locator=items[0][0],
+            evidence={"tensors": {k: v for k, v in items[:200]}, "total": total},
+        )
+    ]
+
+
+def dead(sc: Scan, ctx: ProbeContext) -> list[Finding]:
+    rms_tol = float(ctx.param(DEAD, "rms"))
+    rows = []
+    for m in sc.modules.values():
+        n = sc.numbers.get(m.path)
+        if n is None:
+            continue
+        # Linear LoRA starts with B = 0; embedding LoRA starts with lora_embedding_A = 0.
+        key, norm = (m.tensors.get("B"), n.b_norm) if "B" in m.tensors else (m.tensors.get("emb_A"), n.a_norm)
+        if key is None:
+            continue
+        rows.append((m.path, norm / math.sqrt(max(sc.tensors[key].numel, 1))))
+    if not rows:
+        return []
+    dead_mods = [p for p, rms in rows if rms <= rms_tol]
+    if not dead_mods:
+        return []
+    all_dead = len(dead_mods) == len(rows)
+    msg = (
+        f"lora_B is ≈ 0 in all {len(rows)} modules (RMS ≤ {rms_tol:g}): the adapter is a no-op — never trained, "
+        f"or gradients never reached it"
+        if all_dead
+        else f"lora_B is ≈ 0 (RMS ≤ {rms_tol:g}) in {len(dead_mods)} of {len(rows)} modules: {_list(dead_mods)}"
+    )
+    return [
+        DEAD.finding(
+            sc.weights,
+            msg,
+            locator=dead_mods[0],
+            severity=None if all_dead else Severity.WARNING,
+            evidence={"dead": len(dead_mods), "modules": len(rows), "b_rms": {p: r for p, r in rows[:300]}},
+        )
+    ]
+
+
+def outliers(sc: Scan, ctx: ProbeContext) -> list[Finding]:
+    factor = float(ctx.param(OUTLIER, "factor"))
+    min_layers = int(ctx.param(OUTLIER, "min_layers"))
+    by_target: dict[str, list[tuple[int, str, float]]] = {}
+    for m in sc.modules.values():
+        n = sc.numbers.get(m.path)
+        if n is not None and m.layer is not None:
+            by_target.setdefault(m.target, []).append((m.layer, m.path, n.update_norm))
+    out = []
+    for target, rows in sorted(by_target.items()):
+        if len(rows) < min_layers:
+            continue
+        rows.sort()
+        med = statistics.median(r[2] for r in rows)
+        if med <= 0:
+            continue
+        bad = [(layer, p, v) for layer, p, v in rows if v > factor * med]
+        if not bad:
+            continue
+        worst = max(bad, key=lambda r: r[2])
+        out.append(
+            OUTLIER.finding(
+                sc.weights,
+                f"{target}: update norm {worst[2]:.4g} in layer {worst[0]} is {worst[2] / med:.1f}x the median "
+                f"{med:.4g} over {len(rows)} layers ({len(bad)} layers above {factor:g}x)",
+                locator=worst[1],
+                evidence={
+                    "module": target,
+                    "layers": [r[0] for r in rows],
+                    "update_norm": [r[2] for r in rows],
+                    "median": med,
+                },
+            )
+        )
+    return out
+
+
+def underused(sc: Scan, ctx: ProbeContext) -> list[Finding]:
+    share = float(ctx.param(UNDERUSED, "share"))
+    min_r = int(ctx.param(UNDERUSED, "min_r"))
+    energy = float(ctx.param(UNDERUSED, "energy"))
+    rows = []
+    for m in sc.modules.values():
+        n = sc.numbers.get(m.path)
+        if n is None or n.update_norm == 0 or not len(n.singular):
+            continue
+        rows.append((m.path, len(n.singular), energy_rank(n.singular, energy), n.effective_rank))
+    if not rows:
+        return []
+    r = max(row[1] for row in rows)
+    if r < min_r:
+        return []
+    med_k = statistics.median(row[2] for row in rows)
+    if med_k > share * r:
+        return []
+    p2 = 1 << max(0, math.ceil(math.log2(max(1, max(row[2] for row in rows)))))
+    return [
+        UNDERUSED.finding(
+            sc.weights,
+            f"median {energy:.0%}-energy rank is {med_k:g} of r = {r} over {len(rows)} modules "
+            f"(max {max(row[2] for row in rows)}, median entropy rank "
+            f"{statistics.median(row[3] for row in rows):.1f}); "
+            f"r = {p2} would keep {energy:.0%} of every module's update",
+            evidence={
+                "r": r,
+                "median_rank": med_k,
+                "modules": [row[0] for row in rows[:300]],
+                "rank_energy": [row[2] for row in rows[:300]],
+                "effective_rank": [round(row[3], 3) for row in rows[:300]],
+            },
+        )
+    ]
+
+
+def scaling(sc: Scan, ctx: ProbeContext) -> list[Finding]:
+    cfg = sc.config
+    if cfg is None or not cfg.r or cfg.alpha is None or cfg.r <= 0:
+        return []
+    hi, lo = float(ctx.param(SCALING, "max_scale")), float(ctx.param(SCALING, "min_scale"))
+    out = []
+    pairs = {("", cfg.r, cfg.alpha)}
+    for m in sc.modules:
+        rr, aa = cfg.rank_for(m), cfg.alpha_for(m)
+        if rr and aa is not None and (rr, aa) != (cfg.r, cfg.alpha):
+            pairs.add((m, rr, aa))
+    formula = "alpha/√r (use_rslora)" if cfg.use_rslora else "alpha/r"
+    for where, rr, aa in sorted(pairs, key=lambda p: p[0]):
+        s = aa / math.sqrt(rr) if cfg.use_rslora else aa / rr
+        ev = {"r": rr, "alpha": aa, "scale": s, "use_rslora": cfg.use_rslora}
+        label = f"{where}: " if where else ""
+        if s > hi:
+            extra = (
+                f"; with rsLoRA the classic alpha = {aa:g} acts like alpha/r = {aa * math.sqrt(rr) / rr:.3g}·√r"
+                if cfg.use_rslora and aa >= rr
+                else ""
+            )
+            out.append(
+                SCALING.finding(
+                    sc.config_path,
+                    f"{label}scale {formula} = {aa:g}/{_den(rr, cfg.use_rslora)} = {s:.3g} > "
+                    f"{hi:g}{extra}",
+                    locator=f"/{'alpha_pattern' if where else 'lora_alpha'}", evidence=ev,
+                )
+            )  # fmt: skip
+        elif s < lo:
+            out.append(
+                SCALING.finding(
+                    sc.config_path,
+                    f"{label}scale {formula} = {aa:g}/{_den(rr, cfg.use_rslora)} = {s:.3g} < "
+                    f"{lo:g}: the update is nearly switched off",
+                    locator=f"/{'alpha_pattern' if where else 'lora_alpha'}", evidence=ev,
+                )
+            )  # fmt: skip
+        if len(out) >= 5:
+            break
+    return out
+
+
+def _den(r: int, rs: bool) -> str:
+    return f"√{r}" if rs else str(r)
+
+
+def dora(sc: Scan) -> list[Finding]:
+    cfg = sc.config
+    if cfg is None or not sc.tensors:
+        return []
+    lora_mods = [m for m in sc.modules.values() if "A" in m.tensors]
+    with_mag = [m for m in lora_mods if "magnitude" in m.tensors]
+    out = []
+    if cfg.use_dora and len(with_mag) < len(lora_mods):
+        out.append(
+            DORA.finding(
+                sc.weights,
+                f"use_dora is true but {len(lora_mods) - len(with_mag)} of {len(lora_mods)} LoRA modules have "
+                f"no lora_magnitude_vector",
+            )
+        )
+    if not cfg.use_dora and with_mag:
+        out.append(
+            DORA.finding(
+                sc.config_path,
+                f"{len(with_mag)} modules carry lora_magnitude_vector (DoRA) but use_dora is false: loaders "
+                f"will ignore them",
+                locator="/use_dora",
+            )
+        )
+    bad = {k: v for k, v in sc.magnitudes.items() if v[1] > 0}
+    if bad:
+        k, (mn, cnt) = next(iter(bad.items()))
+        out.append(
+            DORA.finding(
+                sc.weights,
+                f"{len(bad)} magnitude vectors have entries ≤ 0 (e.g. {k}: {cnt} entries, min {mn:.4g}); DoRA "
+                f"magnitudes are column norms and must be > 0",
+                locator=k,
+                severity=Severity.WARNING,
+            )
+        )
+    return out
+
+
+def _norm_name(s: str) -> str:
+    return s.strip().rstrip("/").lower()
+
+
+def base_checks(sc: Scan, ctx: ProbeContext, artifact: Artifact) -> list[Finding]:
+    cfg = sc.config
+    out: list[Finding] = []
+    name = cfg.raw.get("base_model_name_or_path") if cfg else None
+    manifest = (ctx.rollout.manifest or {}).get("rollout", {}) if ctx.rollout else {}
+    manifest = manifest if isinstance(manifest, dict) else {}
+    if cfg is not None:
+        if not name:
+            out.append(
+                BASE_NAME.finding(
+                    sc.config_path,
+                    "base_model_name_or_path is empty: nothing records which base this adapter "
+                    "was trained on",
+                    locator="/base_model_name_or_path",
+                )
+            )  # fmt: skip
+        elif isinstance(manifest.get("base_model_name"), str):
+            expected = manifest["base_model_name"]
+            ok = _norm_name(name) == _norm_name(expected)
+            base_path = manifest.get("base_model")
+            if not ok and isinstance(base_path, str):
+                from doctor.manifest import resolve
+
+                p = Path(name)
+                cand = p if p.is_absolute() else sc.folder / p
+                try:
+                    ok = cand.exists() and cand.resolve() == resolve(ctx.rollout.root, base_path).resolve()
+                except OSError:
+                    ok = False
+            if not ok:
+                out.append(
+                    BASE_NAME.finding(
+                        sc.config_path,
+                        f"base_model_name_or_path is {name!r} but the rollout manifest names the base {expected!r}",
+                        locator="/base_model_name_or_path",
+                        evidence={"adapter": name, "manifest": expected},
+                    )
+                )
+    cfg_path, how = find_base_config(sc.folder, ctx.rollout, name if isinstance(name, str) else None)
+    if cfg_path is None or not sc.tensors:
+        return out
+    base = read_base_config(cfg_path)
+    if base is None:
+        return out
+    d = base_dims(base)
+    artifact.facts["base"] = {k: v for k, v in d.items() if k != "modules"} | {"config": str(cfg_path), "found_by": how}
+    where = f"base {d['architecture'] or d['model_type']} ({how})"
+    mods = d["modules"]
+    shape_bad: list[str] = []
+    for m in sorted(sc.modules.values(), key=lambda m: (m.layer or 0, m.path)):
+        exp = mods.get(m.target)
+        a, b = m.tensors.get("A"), m.tensors.get("B")
+        if exp and a and b and len(sc.tensors[a].shape) == 2 and len(sc.tensors[b].shape) == 2:
+            got = (sc.tensors[a].shape[1], sc.tensors[b].shape[0])
+            if got != exp:
+                shape_bad.append(f"{m.path} is {got[0]}→{got[1]}, base has {exp[0]}→{exp[1]}")
+        ea, eb = m.tensors.get("emb_A"), m.tensors.get("emb_B")
+        if ea and d["vocab"] and len(sc.tensors[ea].shape) == 2 and sc.tensors[ea].shape[1] != d["vocab"]:
+            shape_bad.append(
+                f"{m.path} lora_embedding_A covers {sc.tensors[ea].shape[1]} tokens, base vocab_size is {d['vocab']}"
+            )
+        if eb and d["hidden"] and len(sc.tensors[eb].shape) == 2 and sc.tensors[eb].shape[0] != d["hidden"]:
+            shape_bad.append(
+                f"{m.path} lora_embedding_B has {sc.tensors[eb].shape[0]} rows, base hidden_size is {d['hidden']}"
+            )
+    if shape_bad:
+        out.append(
+            BASE_SHAPES.finding(
+                sc.weights,
+                f"{len(shape_bad)} modules do not fit {where}: {_list(shape_bad, 3)}",
+                locator=shape_bad[0].split(" ")[0],
+                evidence={"mismatches": shape_bad[:50], "hidden": d["hidden"], "intermediate": d["intermediate"]},
+            )
+        )
+    n_layers = d["layers"]
+    if n_layers:
+        beyond = sorted({m.layer for m in sc.modules.values() if m.layer is not None and m.layer >= n_layers})
+        if beyond:
+            out.append(
+                BASE_SHAPES.finding(
+                    sc.weights,
+                    f"weights for layers {beyond[:10]} but {where} has num_hidden_layers = {n_layers} (indices "
+                    f"0–{n_layers - 1})",
+                    locator=f"layers.{beyond[0]}",
+                )
+            )
+    if d["vocab"]:
+        for key, rows in sc.facts.get("vocab_dims", {}).items():
+            if key != "lora_embedding_A" and rows != d["vocab"]:
+                out.append(
+                    BASE_SHAPES.finding(
+                        sc.weights,
+                        f"{key} has {rows} rows but {where} has vocab_size = {d['vocab']} (resized vocabulary: "
+                        "servers drop or reject the added tokens)",
+                        locator=key,
+                        severity=Severity.WARNING,
+                    )
+                )
+    if mods:
+        known = set(mods) | set(LLAMA_MODULES)
+        names = set(sc.facts.get("targets", []))
+        tm = cfg.target_modules if cfg else None
+        if isinstance(tm, list):
+            names |= set(tm)
+        alien = sorted(n for n in names if n not in known)
+        if alien:
+            out.append(
+                BASE_NAMES.finding(
+                    sc.config_path or sc.weights,
+                    f"{d['model_type']} has no modules named {_list(alien)}; its adaptable modules are "
+                    f"{', '.join(sorted(known))}",
+                    locator="/target_modules",
+                    evidence={"unknown": alien, "known": sorted(known)},
+                )
+            )
+    return out
+
+
+def adapter_facts(path: Path | str, *, sha256: bool | None = True) -> dict[str, Any]:
+    """Facts of one adapter folder (the same dict the probe stores in artifact.facts, minus `base`)."""
+    return scan_adapter(Path(path), want_sha256=sha256).facts
+
+
+PROBES = [AdapterProbe()]
