@@ -363,6 +363,8 @@ class Triage:
     diagnosis: str
     # The first user question left unanswered when walking interactively (the TUI asks it).
     pending: Step | None = None
+    # True while the diagnosis text comes only from pass-through leaves (replaced by a real one).
+    notes_only: bool = True
 
     @property
     def leaf(self) -> str:
@@ -476,9 +478,11 @@ class Walker:
         for action in node.get("actions") or []:
             if action not in out.actions:
                 out.actions.append(dict(action))
-        text = str(node["diagnosis"]).strip()
-        out.diagnosis = (
-            f"{out.diagnosis}\n{text}".strip()
-            if out.diagnosis and node.get("causes")
-            else (text if not out.diagnosis else out.diagnosis)
-        )
+        # Leaves that diagnose (causes or actions) add their text; pass-through leaves ("no instability
+        # found") speak only when nothing else has.
+        text = " ".join(str(node["diagnosis"]).split())
+        if node.get("causes") or node.get("actions"):
+            out.diagnosis = f"{out.diagnosis}\n{text}".strip() if out.notes_only is False else text
+            out.notes_only = False
+        elif not out.diagnosis or out.notes_only:
+            out.diagnosis = text
