@@ -1,0 +1,447 @@
+"""Instability detectors over a normalized Series. Pure functions (no findings, no I/O) so the bench can
+call them directly; each returns Detections whose `step` is the first step at which the condition is
+known from the log up to that step (causal), and whose message carries the numbers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from probes.training.series import Series
+from probes.training.stats import MAD_SCALE, first_run, trailing_median, trailing_median_mad
+
+
+@dataclass
+class Detection:
+    kind: str
+    step: int
+    message: str
+    marks: list[int] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)
+    severity: str | None = None
+
+
+def g(x: float | None) -> str:
+    if x is None:
+        return "missing"
+    if not math.isfinite(x):
+        return repr(float(x))
+    return f"{x:.4g}"
+
+
+def _finite_loss(s: Series) -> tuple[np.ndarray, np.ndarray]:
+    masked = (s.loss == 0.0) & s.has_grad_norm & ~np.isfinite(s.grad_norm)  # HF-masked NaN windows
+    ok = s.has_loss & np.isfinite(s.loss) & ~masked
+    return s.steps[ok], s.loss[ok]
+
+
+def non_finite(s: Series, p: dict) -> list[Detection]:
+    bad_loss = s.has_loss & ~np.isfinite(s.loss)
+    bad_gn = s.has_grad_norm & ~np.isfinite(s.grad_norm)
+    masked = s.has_loss & (s.loss == 0.0) & bad_gn
+    bad = bad_loss | bad_gn
+    if not bad.any():
+        return []
+    i = int(np.flatnonzero(bad)[0])
+    step = int(s.steps[i])
+    loss = float(s.loss[i]) if s.has_loss[i] else None
+    gn = float(s.grad_norm[i]) if s.has_grad_norm[i] else None
+    if masked[i]:
+        what = f"loss logged as 0.0 while grad_norm is {g(gn)} (NaN losses masked by logging_nan_inf_filter)"
+    else:
+        what = f"loss {g(loss)}, grad_norm {g(gn)}"
+    count = int(bad.sum())
+    last_ok = s.steps[:i][np.isfinite(s.loss[:i]) & s.has_loss[:i]]
+    return [
+        Detection(
+            "non_finite",
+            step,
+            f"first non-finite value at step {step}: {what}; {count} of {len(s)} logged steps are non-finite",
+            marks=[int(x) for x in s.steps[bad][:50]],
+            data={
+                "first_step": step,
+                "loss": loss,
+                "grad_norm": gn,
+                "masked": bool(masked[i]),
+                "masked_steps": int(masked.sum()),
+                "non_finite_steps": count,
+                "logged_steps": len(s),
+                "last_finite_step": int(last_ok[-1]) if last_ok.size else None,
+            },
+        )
+    ]
+
+
+def loss_spikes(s: Series, p: dict, relaxed: bool = False) -> list[Detection]:
+    steps, x = _finite_loss(s)
+    if x.size <= p["min_history"]:
+        return []
+    z_thr = p["z"] * (p["relax"] if relaxed else 1.0)
+    min_rel = p["min_rel"] * (p["relax"] if relaxed else 1.0)
+    pos = x > 0
+    steps, x = steps[pos], x[pos]
+    if x.size <= p["min_history"]:
+        return []
+    # log scale: loss noise is multiplicative, so a spike is a ratio to the recent level
+    lx = np.log(x)
+    # level: median of the last `level_window` points before i; scale: median absolute step-to-step
+    # change over the last `window` points before i (/0.954 = sigma for Gaussian noise). Both exclude
+    # the current point and neither is inflated by the loss's own downward trend.
+    lmed, _ = trailing_median_mad(lx, int(p["level_window"]), int(p["level_window"]))
+    dmed, _ = trailing_median_mad(np.abs(np.diff(lx)), int(p["window"]), int(p["min_history"]) - 1)
+    sig = np.concatenate(([np.nan], dmed)) / 0.954
+    scale = np.maximum(sig, p["floor_rel"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (lx - lmed) / scale
+        flag = (z > z_thr) & (lx - lmed > np.log1p(min_rel))
+    flag &= ~np.isnan(lmed) & ~np.isnan(sig)
+    med = np.exp(lmed)
+    hits = np.flatnonzero(flag)
+    if hits.size == 0:
+        return []
+    first = int(hits[0])
+    worst = int(hits[np.argmax(z[hits])])
+    why = " (group_by_length: thresholds relaxed)" if relaxed else ""
+    return [
+        Detection(
+            "loss_spike",
+            int(steps[first]),
+            f"{hits.size} loss spike{'s' if hits.size > 1 else ''}; first at step {int(steps[first])}: loss "
+            f"{g(x[first])} vs rolling median {g(med[first])} (z={z[first]:.1f}, threshold z>{z_thr:g} and "
+            f">{min_rel:.0%} above median){why}; largest at step {int(steps[worst])}: {g(x[worst])} vs "
+            f"{g(med[worst])} (z={z[worst]:.1f})",
+            marks=[int(v) for v in steps[hits][:100]],
+            data={
+                "first_step": int(steps[first]),
+                "value": float(x[first]),
+                "baseline": float(med[first]),
+                "z": round(float(z[first]), 2),
+                "threshold": z_thr,
+                "spikes": int(hits.size),
+                "largest_step": int(steps[worst]),
+                "largest_value": float(x[worst]),
+                "window": p["window"],
+                "relaxed": relaxed,
+            },
+        )
+    ]
+
+
+def divergence(s: Series, p: dict) -> list[Detection]:
+    steps, x = _finite_loss(s)
+    n = x.size
+    w = int(p["window"])
+    if n < 8:
+        return []
+    k0 = max(1, min(5, n // 50))
+    start = float(np.median(x[:k0]))
+    m = trailing_median(x, w)
+    # best level reached once the first window (warmup transients) is behind
+    best = np.minimum.accumulate(np.where(np.arange(n) >= w, m, np.inf))
+    valid = np.arange(n) >= w
+    above_start = m > start * (1.0 + p["start_margin"])
+    rise = (m > best * p["rise"]) & (m - best > p["min_abs"])
+    jump = (m > start * p["jump"]) & (np.arange(n) >= 3)  # immediate blow-up, before a full window exists
+    long_enough = n >= max(p["min_points"], 2 * w)
+    cond = ((valid & (rise | above_start) & long_enough) | jump) & (x > 0)
+    i = first_run(cond, int(p["sustain"]))
+    if i < 0:
+        return []
+    onset_guess = w + int(np.argmin(m[w : i + 1])) if i >= w else 0
+    if not np.isfinite(best[i]):
+        best = np.minimum.accumulate(m)
+    last = float(m[-1])
+    return [
+        Detection(
+            "divergence",
+            int(steps[i]),
+            f"loss diverging from step {int(steps[i])}: rolling median ({w} points) {g(m[i])} vs best "
+            f"{g(best[i])} at step {int(steps[onset_guess])} (x{m[i] / max(best[i], 1e-12):.2f}, threshold "
+            f"x{p['rise']:g}) and starting level {g(start)} (threshold +{p['start_margin']:.0%}); held "
+            f"{p['sustain']} points; last rolling median {g(last)}",
+            marks=[int(steps[onset_guess]), int(steps[i])],
+            data={
+                "step": int(steps[i]),
+                "value": float(m[i]),
+                "best": float(best[i]),
+                "best_step": int(steps[onset_guess]),
+                "start_level": start,
+                "rise_threshold": p["rise"],
+                "start_margin": p["start_margin"],
+                "last": last,
+            },
+        )
+    ]
+
+
+def grad_explosion(s: Series, p: dict, max_grad_norm: float | None = None) -> list[Detection]:
+    ok = s.has_grad_norm & np.isfinite(s.grad_norm) & (s.grad_norm > 0)
+    steps, gn = s.steps[ok], s.grad_norm[ok]
+    out: list[Detection] = []
+    if gn.size > 5:
+        lg = np.log(gn)
+        med, mad = trailing_median_mad(lg, int(p["window"]), int(p["min_history"]))
+        emed, _ = trailing_median_mad(lg, int(p["window"]), 5)
+        extreme = (lg - emed > math.log(p["extreme"])) & ~np.isnan(emed)
+        scale = np.maximum(MAD_SCALE * mad, p["floor_log"])
+        with np.errstate(invalid="ignore"):
+            z = (lg - med) / scale
+            flag = (z > p["z"]) & (lg - med > math.log(p["ratio"])) & ~np.isnan(med)
+        flag |= extreme
+        med = np.where(np.isnan(med), emed, med)
+        z = np.where(np.isnan(z), (lg - emed) / p["floor_log"], z)
+        hits = np.flatnonzero(flag)
+        if hits.size:
+            i = int(hits[0])
+            worst = int(hits[np.argmax(gn[hits])])
+            out.append(
+                Detection(
+                    "grad_explosion",
+                    int(steps[i]),
+                    f"grad_norm exploded at step {int(steps[i])}: {g(gn[i])} vs rolling median "
+                    f"{g(math.exp(med[i]))} (x{math.exp(lg[i] - med[i]):.1f}, z={z[i]:.1f} on log scale; "
+                    f"thresholds x{p['ratio']:g}, z>{p['z']:g}); {hits.size} such steps, largest "
+                    f"{g(gn[worst])} at step {int(steps[worst])}",
+                    marks=[int(v) for v in steps[hits][:100]],
+                    data={
+                        "first_step": int(steps[i]),
+                        "value": float(gn[i]),
+                        "baseline": float(math.exp(med[i])),
+                        "ratio": round(float(math.exp(lg[i] - med[i])), 2),
+                        "z": round(float(z[i]), 2),
+                        "count": int(hits.size),
+                        "max": float(gn[worst]),
+                    },
+                )
+            )
+    if max_grad_norm and max_grad_norm > 0 and gn.size:
+        over = gn > p["clip_factor"] * max_grad_norm
+        if int(over.sum()) >= p["clip_min_count"]:
+            i = int(np.flatnonzero(over)[0])
+            out.append(
+                Detection(
+                    "grad_explosion",
+                    int(steps[i]),
+                    f"grad_norm above {p['clip_factor']:g}x max_grad_norm ({max_grad_norm:g}) at "
+                    f"{int(over.sum())} of {gn.size} steps, first at step {int(steps[i])} ({g(gn[i])}); "
+                    f"max {g(float(gn.max()))}: clipping is absorbing huge updates",
+                    marks=[int(v) for v in steps[over][:100]],
+                    data={
+                        "first_step": int(steps[i]),
+                        "value": float(gn[i]),
+                        "max_grad_norm": max_grad_norm,
+                        "threshold": p["clip_factor"] * max_grad_norm,
+                        "count": int(over.sum()),
+                    },
+                    severity="warning",
+                )
+            )
+    return out
+
+
+def not_learning(s: Series, p: dict) -> list[Detection]:
+    out: list[Detection] = []
+    nan_gn = s.has_grad_norm & ~np.isfinite(s.grad_norm)
+    zero = s.has_loss & (s.loss == 0.0) & ~nan_gn
+    i = first_run(zero, p["zero_run"])
+    if i >= 0:
+        j0 = i - p["zero_run"] + 1
+        out.append(
+            Detection(
+                "not_learning",
+                int(s.steps[j0]),
+                f"loss is exactly 0.0 at {int(zero.sum())} logged steps from step {int(s.steps[j0])} with a "
+                f"finite grad_norm: nothing is being learned (masked labels, packing bug, or empty targets)",
+                marks=[int(v) for v in s.steps[zero][:100]],
+                data={"first_step": int(s.steps[j0]), "zero_steps": int(zero.sum())},
+            )
+        )
+    steps, x = _finite_loss(s)
+    if x.size >= p["min_points"]:
+        k = max(3, x.size // 10)
+        a, b = float(np.median(x[:k])), float(np.median(x[-k:]))
+        drop = (a - b) / abs(a) if a else 0.0
+        if -p["flat_rel"] * 10 < drop < p["flat_rel"] and not (a == 0.0 and b == 0.0):
+            out.append(
+                Detection(
+                    "not_learning",
+                    int(steps[-1]),
+                    f"loss is flat: median of the first {k} points {g(a)}, of the last {k} points {g(b)} "
+                    f"({drop:+.2%} change over steps {int(steps[0])}-{int(steps[-1])}; threshold "
+                    f"{p['flat_rel']:.0%} drop)",
+                    marks=[int(steps[0]), int(steps[-1])],
+                    data={"start": a, "end": b, "drop": round(drop, 5), "threshold": p["flat_rel"]},
+                    severity="warning",
+                )
+            )
+    return out
+
+
+def _eval_loss(s: Series) -> tuple[str, np.ndarray, np.ndarray] | None:
+    for name in ("eval_loss", "eval_eval_loss"):
+        if name in s.evals:
+            return name, *s.evals[name]
+    for name, (st, va) in s.evals.items():
+        if "loss" in name:
+            return name, st, va
+    return None
+
+
+def overfitting(s: Series, p: dict) -> list[Detection]:
+    ev = _eval_loss(s)
+    if ev is None:
+        return []
+    name, est, eva = ev
+    ok = np.isfinite(eva)
+    est, eva = est[ok], eva[ok]
+    if eva.size < p["min_evals"]:
+        return []
+    b = int(np.argmin(eva))
+    best, last = float(eva[b]), float(eva[-1])
+    span = max(int(est[-1] - est[0]), 1)
+    if not (last > best * (1 + p["rise"]) and (est[-1] - est[b]) >= p["gap"] * span):
+        return []
+    steps, x = _finite_loss(s)
+    before = x[(steps <= est[b])][-max(3, x.size // 20) :] if x.size else x
+    after = x[steps > est[b]]
+    if before.size and after.size:
+        tb = float(np.median(before))
+        ta = float(np.median(after[-max(3, after.size // 5) :]))
+        if ta > tb:  # train loss did not fall: not overfitting (rather divergence)
+            return []
+    else:
+        tb = ta = float("nan")
+    # first eval step at which the rise above the best was already visible
+    j = b + 1 + int(np.argmax(eva[b + 1 :] > best * (1 + p["rise"])))
+    ck = s.meta.get("best_model_checkpoint")
+    return [
+        Detection(
+            "overfitting",
+            int(est[j]),
+            f"{name} rose from its best {g(best)} at step {int(est[b])} to {g(last)} at step {int(est[-1])} "
+            f"(+{(last / best - 1):.1%}, threshold +{p['rise']:.0%}) while train loss fell {g(tb)} -> {g(ta)}"
+            + (f"; best checkpoint {ck}" if ck else ""),
+            marks=[int(est[b]), int(est[j])],
+            data={
+                "metric": name,
+                "best": best,
+                "best_step": int(est[b]),
+                "last": last,
+                "last_step": int(est[-1]),
+                "train_before": tb,
+                "train_after": ta,
+                "eval_steps": [int(v) for v in est[:300]],
+                "eval_values": [float(v) for v in eval_points(eva[:300])],
+            },
+        )
+    ]
+
+
+def eval_points(a: np.ndarray) -> list:
+    return [float(v) if math.isfinite(v) else None for v in a]
+
+
+LR_RANGES = {"lora": "lora_max", "qlora": "qlora_max", "dpo": "dpo_max"}
+
+
+def lr_too_high(s: Series, p: dict, method: str) -> list[Detection]:
+    lr = s.learning_rate[s.has_learning_rate & np.isfinite(s.learning_rate)]
+    if lr.size == 0:
+        return []
+    peak = float(lr.max())
+    limit = p[LR_RANGES.get(method, "lora_max")]
+    if peak <= limit:
+        return []
+    i = int(np.flatnonzero(s.has_learning_rate & (s.learning_rate == peak))[0])
+    return [
+        Detection(
+            "lr_too_high",
+            int(s.steps[i]),
+            f"peak learning rate {g(peak)} at step {int(s.steps[i])} is {peak / limit:.1f}x the usual maximum "
+            f"{g(limit)} for {method} (typical LoRA/QLoRA 5e-6..2e-4, DPO-style ~5e-6)",
+            marks=[int(s.steps[i])],
+            data={"peak_lr": peak, "threshold": limit, "method": method, "step": int(s.steps[i])},
+            severity="error" if peak > 10 * limit else None,
+        )
+    ]
+
+
+_DECAYING = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "inverse_sqrt",
+    "cosine_with_min_lr",
+    "reduce_lr_on_plateau",
+)
+
+
+def lr_schedule(s: Series, p: dict, recipe: dict) -> list[Detection]:
+    has = s.has_learning_rate & np.isfinite(s.learning_rate)
+    lr, st = s.learning_rate[has], s.steps[has]
+    if lr.size < 3:
+        return []
+    out: list[Detection] = []
+    peak = float(lr.max())
+    zero = lr == 0.0
+    if zero.all():
+        out.append(
+            Detection(
+                "lr_schedule",
+                int(st[0]),
+                f"learning rate is 0 at all {lr.size} logged steps: nothing is being updated",
+                marks=[int(st[0])],
+                data={"zero_steps": int(zero.sum()), "peak_lr": peak},
+                severity="error",
+            )
+        )
+    elif int(zero.sum()) >= p["zero_min"] and zero.mean() >= p["zero_frac"]:
+        i = int(np.flatnonzero(zero)[0])
+        out.append(
+            Detection(
+                "lr_schedule",
+                int(st[i]),
+                f"learning rate stuck at 0 from step {int(st[i])} ({int(zero.sum())} of "
+                f"{lr.size} logged steps, {zero.mean():.0%}; threshold {p['zero_frac']:.0%}): "
+                "the schedule ended before the run did",
+                marks=[int(st[i])],
+                data={"zero_steps": int(zero.sum()), "first_zero_step": int(st[i])},
+            )
+        )
+    warm = recipe.get("warmup_ratio"), recipe.get("warmup_steps")
+    no_warm_cfg = all(w in (0, 0.0, None) for w in warm) and any(w is not None for w in warm)
+    early = st[0] <= max(p["warmup_first_step"], 1)
+    if peak >= p["warmup_lr"] and lr[0] >= 0.98 * peak and (no_warm_cfg or (early and warm == (None, None))):
+        out.append(
+            Detection(
+                "lr_schedule",
+                int(st[0]),
+                f"no warmup at a high learning rate: lr {g(float(lr[0]))} already at its peak "
+                f"{g(peak)} at the first logged step {int(st[0])} (threshold {g(p['warmup_lr'])})",
+                marks=[int(st[0])],
+                data={"first_lr": float(lr[0]), "peak_lr": peak, "warmup": list(warm)},
+                severity="warning",
+            )
+        )
+    sched = str(recipe.get("lr_scheduler_type") or "").lower().split(".")[-1]
+    max_steps = recipe.get("max_steps") or s.meta.get("max_steps")
+    if sched in _DECAYING and lr.size >= 5 and peak > 0:
+        progress = (st[-1] / max_steps) if isinstance(max_steps, (int, float)) and max_steps and max_steps > 0 else None
+        if (progress is None or progress >= 0.5) and lr[-1] >= 0.99 * peak:
+            out.append(
+                Detection(
+                    "lr_schedule",
+                    int(st[-1]),
+                    f"schedule {sched!r} is configured but the learning rate never decayed: "
+                    f"{g(float(lr[-1]))} at step {int(st[-1])} vs peak {g(peak)}"
+                    + (f" ({progress:.0%} of max_steps {max_steps})" if progress is not None else ""),
+                    marks=[int(st[-1])],
+                    data={"scheduler": sched, "last_lr": float(lr[-1]), "peak_lr": peak},
+                    severity="warning",
+                )
+            )
+    return out

@@ -1,0 +1,86 @@
+"""W&B offline run folders (wandb/offline-run-*/). The history lives in the binary run-<id>.wandb
+(not read); what is readable: files/output.log (the console, where HF Trainer prints one dict per
+logging step), files/wandb-summary.json (final values) and files/config.yaml."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+from probes.training.readers.records import records_to_series
+from probes.training.series import Series
+
+_DICT = re.compile(r"\{[^{}\n]*'(?:loss|eval_loss|train/loss)'[^{}\n]*\}")
+_PAIR = re.compile(r"'([^']+)':\s*('(?:[^']*)'|[^,}]+)")
+
+
+def _value(raw: str):
+    raw = raw.strip()
+    if raw.startswith("'"):
+        return raw.strip("'")
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        return float(raw)  # handles nan / inf
+    except ValueError:
+        return raw
+
+
+def parse_output_log(text: str) -> list[dict]:
+    out = []
+    for m in _DICT.finditer(text):
+        out.append({k: _value(v) for k, v in _PAIR.findall(m.group(0))})
+    return out
+
+
+def read_wandb_run(run: Path, overrides: dict[str, str] | None = None) -> Series:
+    s = Series(format="wandb_offline")
+    files = run / "files"
+    config = {}
+    cfg = files / "config.yaml"
+    if cfg.is_file():
+        try:
+            raw = yaml.safe_load(cfg.read_text(errors="replace")) or {}
+            config = {k: (v.get("value") if isinstance(v, dict) and "value" in v else v) for k, v in raw.items()}
+        except yaml.YAMLError as exc:
+            s.problem("entry", "files/config.yaml", f"config.yaml is not YAML: {str(exc).splitlines()[0]}")
+    s.meta["config"] = {k: config[k] for k in list(config)[:200] if not str(k).startswith("_")}
+    binaries = sorted(p.name for p in run.glob("*.wandb"))
+    if binaries:
+        s.meta["history_binary_not_read"] = binaries
+    summary = {}
+    sp = files / "wandb-summary.json"
+    if sp.is_file():
+        try:
+            summary = json.loads(sp.read_text(errors="replace") or "{}")
+        except ValueError as exc:
+            s.problem("entry", "files/wandb-summary.json", f"wandb-summary.json is not JSON: {exc}")
+    s.meta["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and not k.startswith("_")}
+    logp = files / "output.log"
+    records = parse_output_log(logp.read_text(errors="replace")) if logp.is_file() else []
+    if records:
+        logging_steps = config.get("logging_steps")
+        records_to_series(records, s, where="output.log dict ", overrides=overrides, index_steps=True)
+        if isinstance(logging_steps, int) and logging_steps > 0:
+            s.steps = s.steps * logging_steps
+            s.meta["steps_from"] = f"entry order x logging_steps={logging_steps}"
+        else:
+            s.meta["steps_from"] = "entry order (no step numbers in output.log)"
+        return s
+    if summary:
+        rec = {k: v for k, v in summary.items() if not k.startswith("_")}
+        rec["step"] = summary.get("train/global_step", summary.get("_step", 0))
+        s.meta["steps_from"] = "wandb-summary.json (final values only)"
+        return records_to_series([rec], s, where="summary ", overrides=overrides)
+    s.problem(
+        "doc",
+        str(run.name),
+        "no readable history: output.log has no logged dicts and there is no wandb-summary.json "
+        "(the .wandb binary is not read)",
+    )
+    return s

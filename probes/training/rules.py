@@ -1,0 +1,278 @@
+"""Rule table of the training family: TRN### (logs) and CFG### (training configs). Tunables are rule
+params (override in settings: [thresholds.TRN002] z = 10)."""
+
+from __future__ import annotations
+
+from doctor.rules import rule
+
+_LR_FIX = "Lower the learning rate (x0.1-x0.5), keep max_grad_norm at 0.3-1.0 and warm up (warmup_ratio 0.03)."
+
+NON_FINITE = rule(
+    "TRN001",
+    "Non-finite loss or gradient norm",
+    "error",
+    ["non_finite"],
+    """
+    The loss or the gradient norm became NaN or infinite. HF Trainer's logging_nan_inf_filter drops
+    non-finite step losses from the logged average, so a window that was entirely NaN is logged as
+    loss 0.0 while grad_norm shows NaN: that masked signature counts too. Once the weights hold NaN the
+    run is lost from that step on.
+    """,
+    """
+    Lower the learning rate (x0.1–x0.5), enable clipping (max_grad_norm 0.3–1.0), add warmup
+    (warmup_ratio 0.03), and for QLoRA use bnb_4bit_compute_dtype=bfloat16 with bf16=True. Restart from
+    the last checkpoint before the first bad step.
+    """,
+)
+LOSS_SPIKE = rule(
+    "TRN002",
+    "Loss spike",
+    "warning",
+    ["loss_spike"],
+    """
+    A logged loss far above the robust level of the points just before it (log scale): a z-score of
+    the distance to the median of the previous `level_window` points, in units of the typical
+    step-to-step change over the previous `window` points (the current point excluded, OLMo-style;
+    robust to the loss's own downward trend), inactive until `min_history` points exist.
+    With group_by_length the batches differ in length, so periodic
+    spikes are expected and the thresholds are multiplied by `relax`.
+    """,
+    "Spikes precede divergence: lower the learning rate, clip gradients (max_grad_norm 0.3), check the data "
+    "around the spike for malformed samples.",
+    window=64,
+    level_window=8,
+    min_history=20,
+    z=7.0,
+    min_rel=0.5,
+    floor_rel=0.02,
+    relax=2.0,
+)
+DIVERGENCE = rule(
+    "TRN003",
+    "Loss diverging",
+    "error",
+    ["divergence"],
+    """
+    The smoothed loss (rolling median of `window` points) rose well above its best value (x`rise`) or
+    above its starting level (+`start_margin`), and stayed there for `sustain` points: training is
+    undoing itself, typically a learning rate too high for the method or an fp16 overflow.
+    """,
+    _LR_FIX + " Restart from a checkpoint before the rise.",
+    window=15,
+    rise=1.3,
+    start_margin=0.25,
+    jump=3.0,
+    min_abs=0.02,
+    sustain=8,
+    min_points=30,
+)
+GRAD_EXPLOSION = rule(
+    "TRN004",
+    "Gradient norm explosion",
+    "warning",
+    ["grad_explosion"],
+    """
+    The gradient norm jumped far above its own recent history (x`ratio` and a log-scale z-score above
+    `z` against the rolling median/MAD), or sat above `clip_factor` x max_grad_norm repeatedly. Gradient
+    spikes usually precede loss spikes.
+    """,
+    "Clip gradients (max_grad_norm 0.3-1.0), lower the learning rate, and look for bad samples at the flagged steps.",
+    window=64,
+    min_history=20,
+    z=8.0,
+    ratio=8.0,
+    extreme=1000.0,
+    floor_log=0.05,
+    clip_factor=25.0,
+    clip_min_count=3,
+)
+NOT_LEARNING = rule(
+    "TRN005",
+    "Loss not decreasing",
+    "error",
+    ["not_learning"],
+    """
+    The loss is exactly 0.0 for `zero_run` logged steps in a row with a finite gradient norm (labels all
+    masked, a packing/attention bug), or flat: the median of the last 10% of points is within
+    `flat_rel` of the first 10%.
+    """,
+    "Check that labels are not all -100, that the adapter's lora_B receives gradients (input grads with "
+    "gradient checkpointing on k-bit models), and that the learning rate is not 0.",
+    zero_run=3,
+    flat_rel=0.01,
+    min_points=20,
+)
+OVERFITTING = rule(
+    "TRN006",
+    "Eval loss rising while train loss falls",
+    "warning",
+    ["overfitting"],
+    """
+    The eval loss rose more than `rise` above its best while the train loss kept falling, and the best
+    eval point lies well before the last (at least `gap` of the evaluated span): the adapter is memorising
+    the training set.
+    """,
+    "Use the best checkpoint (load_best_model_at_end), train fewer epochs, add data, or raise lora_dropout.",
+    rise=0.05,
+    gap=0.2,
+    min_evals=3,
+)
+LR_TOO_HIGH = rule(
+    "TRN007",
+    "Learning rate above the usual range",
+    "warning",
+    ["lr_too_high"],
+    """
+    The peak logged learning rate exceeds the usual maximum for the method: LoRA/QLoRA runs use about
+    5e-6..2e-4 (qlora default 2e-4), DPO-style preference training about 5e-6. Too high an LR gives
+    NaN within tens of steps.
+    """,
+    _LR_FIX,
+    lora_max=2e-3,
+    qlora_max=2e-3,
+    dpo_max=5e-5,
+)
+LR_SCHEDULE = rule(
+    "TRN008",
+    "Learning-rate schedule anomaly",
+    "warning",
+    ["lr_schedule"],
+    """
+    The logged learning rate shows a schedule problem: stuck at 0 (the schedule ended before the run, or
+    lr=0), no warmup at a high learning rate, or a decaying schedule that never decays.
+    """,
+    "Check lr_scheduler_type, warmup_ratio/warmup_steps and max_steps against the run length.",
+    zero_frac=0.2,
+    zero_min=3,
+    warmup_lr=1e-4,
+    warmup_first_step=1,
+)
+TOO_SHORT = rule(
+    "TRN009",
+    "Run too short to judge",
+    "info",
+    ["run_too_short"],
+    """
+    Fewer than `min_points` loss points were logged, so the spike, divergence and plateau detectors
+    (which need history) did not run. Non-finite values are still checked.
+    """,
+    "Log more often (logging_steps) or let the run go longer before judging it.",
+    min_points=20,
+)
+PARTLY_UNREADABLE = rule(
+    "TRN010",
+    "Training log partly unreadable",
+    "warning",
+    ["input_unreadable"],
+    """
+    Some entries of the log could not be used (text garbage between lines, strings where numbers belong,
+    entries without a step, an unfinished last line). The rest was analysed.
+    """,
+    "Find what else writes to the log file (mixed stdout, two processes), and log numbers as numbers.",
+)
+STEP_ORDER = rule(
+    "TRN011",
+    "Steps repeat or go backwards",
+    "warning",
+    ["input_unreadable"],
+    """
+    The log holds negative steps, or steps that repeat or go backwards: usually a run resumed from a
+    checkpoint appending to the same log, or two runs in one folder. The latest value of a step is kept.
+    """,
+    "Give each run its own output_dir, or accept the resumed run's values (the latest were kept).",
+)
+
+CFG_LR = rule(
+    "CFG001",
+    "Configured learning rate above the usual range",
+    "warning",
+    ["lr_too_high"],
+    "The configured learning rate exceeds the usual maximum for the method (LoRA/QLoRA ~2e-4, DPO-style ~5e-6).",
+    _LR_FIX,
+    lora_max=2e-3,
+    qlora_max=2e-3,
+    dpo_max=5e-5,
+)
+CFG_WARMUP = rule(
+    "CFG002",
+    "No warmup at a high learning rate",
+    "warning",
+    ["lr_schedule"],
+    "warmup_ratio and warmup_steps are 0 while the learning rate is at least `min_lr`: the first updates "
+    "hit randomly initialised lora_B/A at full speed.",
+    "Set warmup_ratio 0.03 (the qlora default) or warmup_steps ~ 3% of the run.",
+    min_lr=1e-4,
+)
+CFG_PRECISION = rule(
+    "CFG003",
+    "fp16 precision risk",
+    "warning",
+    ["precision_risk"],
+    """
+    QLoRA computing in float16 (bnb_4bit_compute_dtype=float16 or fp16=True) overflows: losses like
+    0.68, 1.13, 31.45, then 0.0 (trl#618); the qlora authors found fp16 unstable. fp16 AMP without 4-bit
+    is a milder risk (info).
+    """,
+    "Use bnb_4bit_compute_dtype=bfloat16 with bf16=True (fp16=False) on Ampere or newer GPUs.",
+)
+CFG_QUANT = rule(
+    "CFG004",
+    "4-bit quantization differs from the QLoRA recipe",
+    "warning",
+    ["quantization_config"],
+    "QLoRA expects 4-bit NormalFloat (bnb_4bit_quant_type=nf4) with double quantization; fp4 or no double "
+    "quantization loses accuracy or memory.",
+    "Set bnb_4bit_quant_type=nf4 and bnb_4bit_use_double_quant=True.",
+)
+CFG_DTYPE = rule(
+    "CFG005",
+    "Compute dtype does not match training precision",
+    "warning",
+    ["quantization_config", "precision_risk"],
+    "bnb_4bit_compute_dtype disagrees with the AMP mode (e.g. float16 compute with bf16=True): casts on "
+    "every layer and fp16 overflow where bf16 was intended.",
+    "Make bnb_4bit_compute_dtype match the AMP mode: bfloat16 with bf16=True.",
+)
+CFG_QUANT_ADAPTER = rule(
+    "CFG006",
+    "Quantized loading inconsistent with the adapter",
+    "error",
+    ["quantization_config"],
+    "Loading in 4/8-bit without an adapter cannot train; adapter=qlora needs load_in_4bit and not 8-bit "
+    "(axolotl's validation).",
+    "For QLoRA set adapter: qlora with load_in_4bit: true and load_in_8bit: false.",
+)
+CFG_NO_CLIP = rule(
+    "CFG007",
+    "Gradient clipping disabled",
+    "info",
+    ["grad_explosion"],
+    "max_grad_norm is 0 or null: nothing bounds an exploding update (qlora uses 0.3).",
+    "Set max_grad_norm 0.3-1.0.",
+)
+
+LOG_RULES = (
+    NON_FINITE,
+    LOSS_SPIKE,
+    DIVERGENCE,
+    GRAD_EXPLOSION,
+    NOT_LEARNING,
+    OVERFITTING,
+    LR_TOO_HIGH,
+    LR_SCHEDULE,
+    TOO_SHORT,
+    PARTLY_UNREADABLE,
+    STEP_ORDER,
+)
+CFG_RULES = (CFG_LR, CFG_WARMUP, CFG_PRECISION, CFG_QUANT, CFG_DTYPE, CFG_QUANT_ADAPTER, CFG_NO_CLIP)
+RULES = LOG_RULES + CFG_RULES
+BY_KIND = {
+    "non_finite": NON_FINITE,
+    "loss_spike": LOSS_SPIKE,
+    "divergence": DIVERGENCE,
+    "grad_explosion": GRAD_EXPLOSION,
+    "not_learning": NOT_LEARNING,
+    "overfitting": OVERFITTING,
+    "lr_too_high": LR_TOO_HIGH,
+    "lr_schedule": LR_SCHEDULE,
+}
