@@ -1,0 +1,148 @@
+"""The first screen: summary, artifact tree, findings table (sort, filter), detail and plot."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, ProgressBar
+
+from doctor.model import Report
+from doctor.tui.commands import bindings
+from doctor.tui.data import facts_for, make_rows
+from doctor.tui.widgets import plots
+from doctor.tui.widgets.findings import ArtifactTree, FindingDetail, FindingsHeader, FindingsTable, SummaryBar
+from doctor.tui.widgets.plot_view import PlotView
+
+if TYPE_CHECKING:
+    from doctor.tui.app import DoctorApp
+
+
+class OverviewScreen(Screen):
+    BINDINGS = bindings("overview")
+    AUTO_FOCUS = "#findings"
+
+    app: DoctorApp  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__(id="overview")
+        self._filter_timer: Timer | None = None
+        self.ready = False  # composed and mounted: the app may fill it in
+
+    def compose(self) -> ComposeResult:
+        yield SummaryBar(id="summary")
+        yield ProgressBar(id="scan-progress", show_eta=False)
+        with Horizontal(id="top"):
+            yield ArtifactTree("artifacts", id="tree")
+            with Vertical(id="table-box"):
+                yield Input(placeholder="filter: words  sev:error  rule:TRN*   (enter keeps, esc clears)", id="filter")
+                yield FindingsHeader(id="findings-header")
+                yield FindingsTable(id="findings")
+        with Horizontal(id="detail"):
+            with VerticalScroll(id="detail-text"):
+                yield FindingDetail(id="finding-detail")
+            yield PlotView(id="plot")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one(FindingDetail).show(None, empty="Scanning…")
+        self.query_one(PlotView).show_plot(None, empty="")
+        self.show_summary("scanning…")
+        self.ready = True
+        if self.app.report is not None:  # the scan finished before this screen was mounted
+            self.load(self.app.report)
+
+    # ----------------------------------------------------------------------------- filling in
+
+    def show_summary(self, state: str = "") -> None:
+        self.query_one(SummaryBar).show(self.app.target_label, self.app.report, state)
+
+    def show_progress(self, done: int, total: int, path: str) -> None:
+        bar = self.query_one("#scan-progress", ProgressBar)
+        bar.update(total=max(total, 1), progress=done)
+        self.show_summary(f"scanning {done}/{total} {path}")
+
+    def load(self, report: Report) -> None:
+        self.query_one("#scan-progress", ProgressBar).display = False
+        self.show_summary("")
+        self.query_one(ArtifactTree).fill(report, self.app.base)
+        table = self.query_one(FindingsTable)
+        table.set_rows(make_rows(report.findings, self.app.base))
+        if not report.findings:
+            self.query_one(FindingDetail).show(None, empty="No findings: every check passed.")
+
+    # ----------------------------------------------------------------------------- events
+
+    def on_findings_table_chosen(self, event: FindingsTable.Chosen) -> None:
+        row = event.row
+        detail = self.query_one(FindingDetail)
+        plot = self.query_one(PlotView)
+        if row is None:
+            table = self.query_one(FindingsTable)
+            detail.show(None, empty="No finding matches the filter." if table.rows_all else "No findings.")
+            plot.show_plot(None)
+            return
+        f = row.finding
+        detail.show(f, row.artifact)
+        facts = facts_for(self.app.report, f)
+        ev = f.evidence or {}
+        if plots.plot_kind(ev, facts) is None:
+            plot.display = False  # the text gets the whole pane
+            self.query_one("#detail").add_class("-noplot")
+            plot.show_plot(None, empty="(no plot for this finding)")
+            return
+        plot.display = True
+        self.query_one("#detail").remove_class("-noplot")
+        plot.show_plot(lambda w, h: plots.plot_for(ev, facts, w, h), caption=plots.caption_for(ev))
+
+    def on_artifact_tree_picked(self, event: ArtifactTree.Picked) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.value = event.shown
+        self._apply_filter()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id != "filter":
+            return
+        if self._filter_timer is not None:
+            self._filter_timer.stop()
+        self._filter_timer = self.set_timer(0.12, self._apply_filter)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "filter":
+            self._apply_filter()
+            if not event.value:
+                event.input.display = False
+            self.query_one(FindingsTable).focus()
+
+    def _apply_filter(self) -> None:
+        self.query_one(FindingsTable).set_query(self.query_one("#filter", Input).value)
+
+    # ----------------------------------------------------------------------------- actions
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_one(FindingsTable).set_query("")
+        self.query_one(FindingsTable).focus()
+
+    def action_cycle_sort(self) -> None:
+        key = self.query_one(FindingsTable).cycle_sort()
+        self.notify(f"sorted by {key}", timeout=1.5)
+
+    def action_reverse_sort(self) -> None:
+        t = self.query_one(FindingsTable)
+        t.set_sort(t.sort_key, not t.sort_reverse)
+
+    def action_toggle_tree(self) -> None:
+        tree = self.query_one(ArtifactTree)
+        tree.display = not tree.display
