@@ -379,20 +379,33 @@ def _ids(findings: Iterable[Finding]) -> list[str]:
     return seen
 
 
+def _coverage(pred: dict[str, Any], support: list[Finding]) -> float:
+    """How much of a cause's signature the evidence shows: the share of its listed symptoms (or rules)
+    present among the supporting findings. Redundant findings of one symptom count once."""
+    if "any_symptom" in pred:
+        listed = set(pred["any_symptom"])
+        return len(listed & {s for f in support for s in f.symptoms}) / len(listed)
+    if "any_rule" in pred:
+        rules = pred["any_rule"]
+        return sum(any(fnmatch.fnmatchcase(f.rule, r) for f in support) for r in rules) / len(rules)
+    return 1.0
+
+
 def _score_cause(spec: dict[str, Any], ev: Evidence, answered: bool) -> Cause | None:
-    """Weight × evidence strength: 1 supporting finding → 0.5, 2 → 0.75, 3 → 0.875 of the weight."""
+    """weight × (0.5 + 0.5 × coverage of the cause's signature); dropped when nothing supports it."""
     weight = float(spec.get("weight", 1.0))
+    text = spec.get("text", "")
     if "support" in spec:
         value, support = evaluate(spec["support"], ev)
-        n = len(support)
-        if not value or n == 0:
+        if not value or not support:
             if not spec.get("prior"):
                 return None
-            return Cause(spec["cause"], round(weight * float(spec["prior"]), 3), [], spec.get("text", ""))
-        return Cause(spec["cause"], round(weight * (1 - 0.5**n), 3), _ids(support), spec.get("text", ""))
+            return Cause(spec["cause"], round(weight * float(spec["prior"]), 3), [], text)
+        score = weight * (0.5 + 0.5 * _coverage(spec["support"], support))
+        return Cause(spec["cause"], round(score, 3), _ids(support), text)
     # A cause reached by the user's answers alone.
     strength = 0.5 if answered else float(spec.get("prior", 0.3))
-    return Cause(spec["cause"], round(weight * strength, 3), [], spec.get("text", ""))
+    return Cause(spec["cause"], round(weight * strength, 3), [], text)
 
 
 class Walker:

