@@ -3,7 +3,9 @@
 A recipe is the rollout manifest's [recipe] table: TrainingArguments fields at the top, LoraConfig fields
 under `lora`, BitsAndBytesConfig fields under `quantization`, and the data selection under `data`.
 Overrides name a field by its plain name (`learning_rate`, `r`, `bnb_4bit_compute_dtype`,
-`train_slices`) or by a dotted path (`lora.r`); a value `x0.5` multiplies the recorded number.
+`train_slices`) or by a dotted path (`lora.r`); a value `x0.5` multiplies the recorded number, and
+`{multiply: 0.1, max: 2.0e-4}` multiplies and then bounds it (`min` too) — for a value so far off that a
+fixed factor would not bring it back into the usual range.
 Light module: playbook validation and `doctor jobs` import it on the fast path.
 """
 
@@ -95,6 +97,24 @@ def validate_overrides(overrides: dict[str, Any]) -> None:
         locate(key)
         if isinstance(value, str) and value.startswith("x") and not _MULTIPLIER.match(value):
             raise RecipeError(f"override {key}: {value!r} is not a multiplier like x0.5")
+        if isinstance(value, dict):
+            _check_bounded(key, value)
+
+
+def _check_bounded(key: str, spec: dict[str, Any]) -> None:
+    unknown = set(spec) - {"multiply", "min", "max"}
+    if unknown or "multiply" not in spec:
+        raise RecipeError(f"override {key}: expected {{multiply: F, min: A, max: B}}, got keys {sorted(spec)}")
+    for k, v in spec.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise RecipeError(f"override {key}.{k}: {v!r} is not a number")
+
+
+def _scaled(key: str, base: Any, factor: float) -> float | int:
+    if not isinstance(base, (int, float)) or isinstance(base, bool):
+        raise RecipeError(f"override {key}: scaling needs a recorded number, recipe has {base!r}")
+    # Integer fields (r, max_steps, …) stay integers.
+    return max(1, round(base * factor)) if isinstance(base, int) else base * factor
 
 
 def apply_overrides(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -105,9 +125,22 @@ def apply_overrides(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[s
         section, name = locate(key)
         table = out if section is None else out.setdefault(section, {})
         if isinstance(value, str) and _MULTIPLIER.match(value):
-            base = table.get(name)
-            if not isinstance(base, (int, float)) or isinstance(base, bool):
-                raise RecipeError(f"override {key}: {value} needs a recorded number, recipe has {base!r}")
-            value = type(base)(base * float(value[1:])) if isinstance(base, float) else base * float(value[1:])
+            value = _scaled(key, table.get(name), float(value[1:]))
+        elif isinstance(value, dict):
+            bounded = _scaled(key, table.get(name), float(value["multiply"]))
+            if "max" in value:
+                bounded = min(bounded, value["max"])
+            if "min" in value:
+                bounded = max(bounded, value["min"])
+            value = bounded
         table[name] = value
     return out
+
+
+def describe(value: Any) -> str:
+    """An override value as a person reads it: `x0.5`, `x0.1 (at most 0.0002)`, `bfloat16`."""
+    if isinstance(value, dict) and "multiply" in value:
+        bounds = [f"at least {value['min']:g}"] if "min" in value else []
+        bounds += [f"at most {value['max']:g}"] if "max" in value else []
+        return f"x{value['multiply']:g}" + (f" ({', '.join(bounds)})" if bounds else "")
+    return str(value)

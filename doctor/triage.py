@@ -11,6 +11,7 @@ from doctor.config import Settings
 from doctor.engine import check, group_rollouts
 from doctor.model import Report, display_path
 from doctor.playbook import Evidence, Triage, Walker, load_all
+from doctor.recipe import describe
 
 TRIAGE_SCHEMA = "peft-doctor/triage/1"
 
@@ -146,7 +147,7 @@ def render_console(results: list[RolloutTriage]) -> str:
                 lines.append(f"  - [{a['kind']}] {a['text']}")
                 if a["kind"] == "job":
                     job = a.get("job") or {}
-                    over = ", ".join(f"{k}={v}" for k, v in (job.get("overrides") or {}).items())
+                    over = ", ".join(f"{k}={describe(v)}" for k, v in (job.get("overrides") or {}).items())
                     lines.append(
                         f"      doctor jobs run --from-triage {display_path(rt.root)}   # {job.get('kind')} {over}"
                     )

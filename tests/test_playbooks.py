@@ -142,7 +142,7 @@ def test_instability_and_slice_drop_rank_both_causes():
     by = {c.cause: c for c in t.causes}
     assert "TRN001" in by["lr_too_high"].evidence and "EVL002" in by["narrow_data"].evidence
     kinds = [a["job"]["overrides"] for a in t.actions if a["kind"] == "job"]
-    assert {"learning_rate": "x0.1", "max_grad_norm": 1.0, "warmup_ratio": 0.03} in kinds
+    assert {"learning_rate": {"multiply": 0.1, "max": 2.0e-4}, "max_grad_norm": 1.0, "warmup_ratio": 0.03} in kinds
     assert {"train_slices": "all"} in kinds
 
 

@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
+from doctor.recipe import describe
 from doctor.tui.commands import bindings
 from doctor.tui.data import rel
 from doctor.tui.jobsview import STATE_GLYPH, EventDigest, comparison_lines, fmt_eta, list_all, progress_text
@@ -185,7 +186,7 @@ class JobsScreen(Screen):
         head.append(f"\nrollout {self.app.rollout_label(root)}")
         over = (j.spec or {}).get("overrides") or {}
         if over:
-            head.append("   overrides: " + ", ".join(f"{k}={v}" for k, v in over.items()), style="magenta")
+            head.append("   overrides: " + ", ".join(f"{k}={describe(v)}" for k, v in over.items()), style="magenta")
         if j.phase:
             head.append(f"   phase: {j.phase}", style="dim")
         if j.state == "running":

@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 
+from doctor.recipe import describe
 from doctor.tui.commands import bindings
 from doctor.tui.data import SEVERITY_STYLE
 from doctor.tui.widgets.findings import SummaryBar
@@ -212,7 +213,7 @@ class PlaybookScreen(Screen):
             label.append(a.get("text", ""))
             if a["kind"] == "job":
                 job = a.get("job") or {}
-                over = ", ".join(f"{k}={v}" for k, v in (job.get("overrides") or {}).items())
+                over = ", ".join(f"{k}={describe(v)}" for k, v in (job.get("overrides") or {}).items())
                 label.append(f"\n    ▶ {job.get('kind')} {over}   (enter or l to launch)", style="magenta")
             ol.add_option(Option(label, id=f"action-{i}"))
         if not self.actions:

@@ -1,0 +1,326 @@
+"""Job specs (JSON, docs/jobs.md): validation, path resolution, and specs built from triage actions.
+
+Light module (no torch): the CLI, the TUI and the monitor import it. Every problem is a `SpecError`
+raised before anything starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from doctor.recipe import DATA_KEYS, RecipeError, apply_overrides, validate_overrides
+
+SCHEMA = "peft-doctor/job/1"
+KINDS = ("retrain", "reeval")
+METHODS = ("lora", "qlora")
+SCORERS = ("exact", "contains", "regex", "refusal")
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_DTYPES = ("float16", "bfloat16", "float32")
+QUANT_TYPES = ("nf4", "fp4")
+DEFAULT_ADAPTER_NAME = "adapter"
+
+_COMMON = {
+    "schema",
+    "kind",
+    "rollout",
+    "base_model",
+    "base_model_name",
+    "device",
+    "launcher",
+    "num_processes",
+    "note",
+    "source",
+}
+_RETRAIN = _COMMON | {
+    "method",
+    "recipe",
+    "overrides",
+    "data",
+    "eval",
+    "adapter_name",
+    "save_steps",
+    "resume_from_checkpoint",
+    "register",
+    "max_length",
+}
+_REEVAL = _COMMON | {"adapter", "eval_set", "variant", "quantization", "scorers", "batch_size", "max_new_tokens"}
+_PATH_KEYS = ("rollout", "base_model", "adapter", "eval_set", "resume_from_checkpoint")
+
+
+class SpecError(ValueError):
+    """A job spec that cannot run: the message names the field and what was expected."""
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    """Read a spec file and validate it; relative paths are taken from the spec file's folder."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read job spec: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SpecError(f"{path}: job spec is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a job spec is a JSON object")
+    return validate_spec(data, base_dir=Path(path).resolve().parent)
+
+
+def _abs(value: Any, base_dir: Path | None, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SpecError(f"{field}: expected a path, got {value!r}")
+    p = Path(value).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    return str(p.resolve()) if base_dir is not None else str(p)
+
+
+def validate_spec(spec: dict[str, Any], base_dir: Path | None = None) -> dict[str, Any]:
+    """A normalized copy of `spec` (absolute paths, defaults filled in) or a SpecError."""
+    if not isinstance(spec, dict):
+        raise SpecError("a job spec is a JSON object")
+    s = copy.deepcopy(spec)
+    schema = s.setdefault("schema", SCHEMA)
+    if schema != SCHEMA:
+        raise SpecError(f"schema {schema!r}; expected {SCHEMA!r}")
+    kind = s.get("kind")
+    if kind not in KINDS:
+        raise SpecError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
+    allowed = _RETRAIN if kind == "retrain" else _REEVAL
+    unknown = sorted(set(s) - allowed)
+    if unknown:
+        raise SpecError(f"unknown {kind} spec field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    for key in ("rollout", "base_model"):
+        if not s.get(key):
+            raise SpecError(
+                f"missing {key}: a {kind} job needs the {'rollout folder' if key == 'rollout' else 'base model folder'}"
+            )
+    for key in _PATH_KEYS:
+        if s.get(key) is not None:
+            s[key] = _abs(s[key], base_dir, key)
+    if not Path(s["rollout"]).is_dir():
+        raise SpecError(f"rollout {s['rollout']}: no such folder")
+    if not (Path(s["base_model"]) / "config.json").is_file():
+        raise SpecError(f"base_model {s['base_model']}: no config.json there (a model folder is expected)")
+    device = s.setdefault("device", "auto")
+    if device not in DEVICES:
+        raise SpecError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
+    n = s.setdefault("num_processes", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise SpecError(f"num_processes {n!r}: expected an integer >= 1")
+    if kind == "retrain":
+        _validate_retrain(s, base_dir)
+    else:
+        _validate_reeval(s, base_dir)
+    return s
+
+
+def _validate_retrain(s: dict[str, Any], base_dir: Path | None) -> None:
+    method = s.get("method")
+    if method not in METHODS:
+        raise SpecError(f"method {method!r}: expected lora or qlora")
+    recipe = s.get("recipe")
+    if not isinstance(recipe, dict):
+        raise SpecError("recipe: expected the rollout's recorded recipe (a JSON object of TrainingArguments fields)")
+    overrides = s.setdefault("overrides", {})
+    if not isinstance(overrides, dict):
+        raise SpecError("overrides: expected an object {field: value}")
+    try:
+        validate_overrides(overrides)
+    except RecipeError as exc:
+        raise SpecError(f"overrides: {exc}") from None
+    if not isinstance(recipe.get("lora", {}), dict):
+        raise SpecError("recipe.lora: expected an object of LoraConfig fields")
+    if "data" in recipe:
+        raise SpecError("recipe.data: the data selection goes in the spec's `data` object")
+    quant = recipe.get("quantization")
+    if method == "qlora":
+        if not isinstance(quant, dict) or not quant.get("load_in_4bit"):
+            raise SpecError("method qlora needs recipe.quantization with load_in_4bit = true (nf4)")
+        qt = quant.get("bnb_4bit_quant_type", "nf4")
+        if qt not in QUANT_TYPES:
+            raise SpecError(f"recipe.quantization.bnb_4bit_quant_type {qt!r}: expected nf4 or fp4")
+        dt = quant.get("bnb_4bit_compute_dtype", "bfloat16")
+        if dt not in COMPUTE_DTYPES:
+            raise SpecError(
+                f"recipe.quantization.bnb_4bit_compute_dtype {dt!r}: expected one of {', '.join(COMPUTE_DTYPES)}"
+            )
+    elif quant:
+        raise SpecError("method lora with recipe.quantization: use method qlora for a 4-bit base, or drop quantization")
+    data = s.get("data")
+    if not isinstance(data, dict) or not data.get("train"):
+        raise SpecError("data.train: a retrain needs the training data (JSONL)")
+    unknown = sorted(set(data) - DATA_KEYS)
+    if unknown:
+        raise SpecError(f"data: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(DATA_KEYS))}")
+    data["train"] = _abs(data["train"], base_dir, "data.train")
+    if not Path(data["train"]).is_file():
+        raise SpecError(f"data.train {data['train']}: no such file")
+    ts = data.get("train_slices", "all")
+    if ts in (None, "all"):
+        data["train_slices"] = "all"
+    elif not (isinstance(ts, list) and ts and all(isinstance(x, str) for x in ts)):
+        raise SpecError(f"data.train_slices {ts!r}: expected a list of slice names or 'all'")
+    mix = data.get("mix")
+    if mix is not None and not (
+        isinstance(mix, dict) and all(isinstance(v, (int, float)) and v >= 0 for v in mix.values())
+    ):
+        raise SpecError(f"data.mix {mix!r}: expected {{slice: weight >= 0}}")
+    ev = s.setdefault("eval", {})
+    if not isinstance(ev, dict):
+        raise SpecError("eval: expected an object with eval_set (the re-eval that follows the retrain)")
+    if ev.get("eval_set"):
+        ev["eval_set"] = _abs(ev["eval_set"], base_dir, "eval.eval_set")
+        if not Path(ev["eval_set"]).is_file():
+            raise SpecError(f"eval.eval_set {ev['eval_set']}: no such file")
+    s.setdefault("adapter_name", DEFAULT_ADAPTER_NAME)
+    if not isinstance(s["adapter_name"], str) or not s["adapter_name"] or "/" in s["adapter_name"]:
+        raise SpecError(f"adapter_name {s['adapter_name']!r}: expected a plain name")
+    for key in ("save_steps", "max_length"):
+        v = s.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise SpecError(f"{key} {v!r}: expected an integer >= 1")
+    s.setdefault("register", True)
+
+
+def _validate_reeval(s: dict[str, Any], base_dir: Path | None) -> None:
+    if not s.get("eval_set"):
+        raise SpecError("missing eval_set: a reeval job needs the eval set (JSONL)")
+    if not Path(s["eval_set"]).is_file():
+        raise SpecError(f"eval_set {s['eval_set']}: no such file")
+    adapter = s.get("adapter")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise SpecError(f"adapter {adapter}: no adapter_config.json there (null evaluates the base model alone)")
+    s.setdefault("variant", "base" if adapter is None else "lora")
+    if not isinstance(s["variant"], str) or not s["variant"].replace("-", "_").replace(".", "_").isidentifier():
+        raise SpecError(f"variant {s['variant']!r}: expected a short name such as base, lora, qlora")
+    scorers = s.setdefault("scorers", {})
+    if not isinstance(scorers, dict):
+        raise SpecError("scorers: expected {slice: scorer} (scorers: exact, contains, regex, refusal)")
+    for sl, sc in scorers.items():
+        if sc not in SCORERS:
+            raise SpecError(f"scorers.{sl} = {sc!r}: expected one of {', '.join(SCORERS)}")
+    q = s.get("quantization")
+    if q is not None and not isinstance(q, dict):
+        raise SpecError("quantization: expected BitsAndBytesConfig fields or null")
+
+
+# ---------------------------------------------------------------- specs from the rollout / triage
+
+
+def _manifest(rollout_root: Path) -> dict[str, Any]:
+    from doctor.manifest import read_manifest
+    from doctor.probe import ReadError
+
+    path = Path(rollout_root) / "rollout.toml"
+    if not path.is_file():
+        raise SpecError(f"{rollout_root}: no rollout.toml (a job needs the rollout's manifest and recipe)")
+    try:
+        return read_manifest(path)
+    except ReadError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+
+
+def _rel(root: Path, value: str | None) -> str | None:
+    from doctor.manifest import resolve
+
+    p = resolve(root, value)
+    return str(p.resolve()) if p is not None else None
+
+
+def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[str, Any]:
+    """A validated spec for a playbook job action `{kind: retrain|reeval, overrides: {...}}` on a rollout.
+
+    Also accepts a triage action `{"kind": "job", "job": {...}}`. The recorded [recipe] gets the overrides
+    (`doctor.recipe.apply_overrides`); data fields (train_slices, mix, train) override the [data] table.
+    """
+    root = Path(rollout_root).resolve()
+    if action.get("kind") == "job":
+        action = dict(action.get("job") or {})
+    kind = action.get("kind")
+    if kind not in KINDS:
+        raise SpecError(f"job action kind {kind!r}: expected retrain or reeval")
+    overrides = dict(action.get("overrides") or {})
+    try:
+        validate_overrides(overrides)
+    except RecipeError as exc:
+        raise SpecError(f"overrides: {exc}") from None
+    m = _manifest(root)
+    ro = m.get("rollout", {})
+    base = _rel(root, ro.get("base_model"))
+    if not base:
+        raise SpecError(f"{root}/rollout.toml: [rollout] base_model is missing")
+    ev = m.get("eval", {})
+    adapters = m.get("adapters") or []
+    spec: dict[str, Any] = {
+        "schema": SCHEMA,
+        "kind": kind,
+        "rollout": str(root),
+        "base_model": base,
+        "base_model_name": ro.get("base_model_name"),
+        "source": {"action": action},
+    }
+    if kind == "reeval":
+        first = adapters[0] if adapters else None
+        quant = (m.get("recipe") or {}).get("quantization") if ro.get("method") == "qlora" else None
+        spec.update(
+            {
+                "adapter": _rel(root, first["path"]) if first else None,
+                "eval_set": _rel(root, ev.get("eval_set")),
+                "variant": ro.get("method", "lora") if first else "base",
+                "quantization": quant,
+            }
+        )
+        if not spec["eval_set"]:
+            raise SpecError(f"{root}/rollout.toml: [eval] eval_set is missing; a reeval needs it")
+        return validate_spec(spec)
+    recipe = copy.deepcopy(m.get("recipe") or {})
+    if not recipe:
+        raise SpecError(f"{root}/rollout.toml: no [recipe] table; a retrain needs the recorded recipe")
+    data_tbl = m.get("data") or {}
+    recipe["data"] = {k: data_tbl[k] for k in DATA_KEYS if k in data_tbl}
+    try:
+        new = apply_overrides(recipe, overrides)
+    except RecipeError as exc:
+        raise SpecError(f"overrides: {exc}") from None
+    data = new.pop("data", {})
+    method = "qlora" if new.get("quantization") else ro.get("method", "lora")
+    if method == "lora":
+        new.pop("quantization", None)
+    train = data.get("train")
+    train_abs = _rel(root, train) if train and train == data_tbl.get("train") else train
+    spec.update(
+        {
+            "method": method,
+            "recipe": new,
+            "overrides": overrides,
+            "data": {
+                "train": train_abs,
+                "train_slices": data.get("train_slices", "all"),
+                **({"mix": data["mix"]} if data.get("mix") else {}),
+            },
+            "eval": {"eval_set": _rel(root, ev.get("eval_set"))} if ev.get("eval_set") else {},
+            "adapter_name": adapters[0]["name"] if adapters else DEFAULT_ADAPTER_NAME,
+        }
+    )
+    if not train_abs:
+        raise SpecError(f"{root}/rollout.toml: [data] train is missing; a retrain needs the training data")
+    return validate_spec(spec)
+
+
+def spec_from_triage(rollout_root: Path | str, settings: Any = None) -> dict[str, Any]:
+    """Triage the rollout and build the spec of the first job action of the top diagnosis."""
+    from doctor.config import Settings
+    from doctor.triage import run_triage
+
+    root = Path(rollout_root).resolve()
+    results = run_triage([root], settings or Settings())
+    for rt in results:
+        for a in rt.triage.actions:
+            if a.get("kind") == "job" and a.get("job"):
+                spec = spec_from_action(rt.root, a["job"])
+                spec["source"] = {"triage": rt.triage.leaf, "action": a["job"], "text": a.get("text", "")}
+                return spec
+    leaf = results[0].triage.leaf if results else "?"
+    raise SpecError(f"triage of {root} ended at {leaf!r} with no job action; nothing to run")
