@@ -32,7 +32,7 @@ RANK_ABOVE_CAP = rule(
     "SRV003",
     "Adapter rank above the server's max LoRA rank",
     "error",
-    ["rank_exceeds_limit"],
+    ["rank_exceeds_limit", "runtime_incompatible"],
     """
     vLLM compares max(r, *rank_pattern.values()) — and the lora_A tensors' first dimension — with
     --max-lora-rank (default 16) and refuses the adapter: "LoRA rank 64 is greater than max_lora_rank 16"

@@ -136,21 +136,35 @@ def divergence(s: Series, p: dict) -> list[Detection]:
     w = int(p["window"])
     if n < 8:
         return []
+    idx = np.arange(n)
     k0 = max(1, min(5, n // 50))
     start = float(np.median(x[:k0]))
     m = trailing_median(x, w)
-    # best level reached once the first window (warmup transients) is behind
-    best = np.minimum.accumulate(np.where(np.arange(n) >= w, m, np.inf))
-    valid = np.arange(n) >= w
-    above_start = m > start * (1.0 + p["start_margin"])
-    rise = (m > best * p["rise"]) & (m - best > p["min_abs"])
-    jump = (m > start * p["jump"]) & (np.arange(n) >= 3)  # immediate blow-up, before a full window exists
+    # The reference "best" level is taken once the early transient is behind: from the first point (after
+    # the first window) at which the smoothed loss is no longer above its value one window earlier. A
+    # fine-tune from a strong base often starts low, bumps up while the first updates disturb the model
+    # and then settles; the rising side of that bump is not a level to diverge from. A loss that never
+    # stops rising never settles, and is left to the start-level and jump checks below.
+    settled = (idx >= w) & (m <= m[np.maximum(idx - w, 0)])
+    t0 = int(np.argmax(settled)) if settled.any() else n
+    valid = idx >= t0
+    best = np.minimum.accumulate(np.where(valid, m, np.inf))
+    # above the starting level: by more than `start_margin` (larger than a benign early bump) plus the
+    # uncertainty of the start estimate (`start_noise` x the loss's own step-to-step noise / sqrt(k0))
+    lx = np.log(np.maximum(x[: w + 1], 1e-12))
+    sig0 = float(np.median(np.abs(np.diff(lx)))) / 0.954 if lx.size > 1 else 0.0
+    margin = math.log1p(p["start_margin"]) + p["start_noise"] * sig0 / math.sqrt(k0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        above_start = (idx >= w) & (np.log(np.maximum(m, 1e-12)) - math.log(max(start, 1e-12)) > margin)
+    rise = valid & (m > best * p["rise"]) & (m - best > p["min_abs"])
+    jump = (m > start * p["jump"]) & (idx >= 3)  # immediate blow-up, before a full window exists
     long_enough = n >= max(p["min_points"], 2 * w)
-    cond = ((valid & (rise | above_start) & long_enough) | jump) & (x > 0)
+    cond = (((rise | above_start) & long_enough) | jump) & (x > 0)
     i = first_run(cond, int(p["sustain"]))
     if i < 0:
         return []
-    onset_guess = w + int(np.argmin(m[w : i + 1])) if i >= w else 0
+    lo = t0 if t0 <= i else w
+    onset_guess = lo + int(np.argmin(m[lo : i + 1])) if i >= lo else 0
     if not np.isfinite(best[i]):
         best = np.minimum.accumulate(m)
     last = float(m[-1])
@@ -160,7 +174,7 @@ def divergence(s: Series, p: dict) -> list[Detection]:
             int(steps[i]),
             f"loss diverging from step {int(steps[i])}: rolling median ({w} points) {g(m[i])} vs best "
             f"{g(best[i])} at step {int(steps[onset_guess])} (x{m[i] / max(best[i], 1e-12):.2f}, threshold "
-            f"x{p['rise']:g}) and starting level {g(start)} (threshold +{p['start_margin']:.0%}); held "
+            f"x{p['rise']:g}) and starting level {g(start)} (threshold x{math.exp(margin):.2f}); held "
             f"{p['sustain']} points; last rolling median {g(last)}",
             marks=[int(steps[onset_guess]), int(steps[i])],
             data={
@@ -171,6 +185,7 @@ def divergence(s: Series, p: dict) -> list[Detection]:
                 "start_level": start,
                 "rise_threshold": p["rise"],
                 "start_margin": p["start_margin"],
+                "start_threshold": round(math.exp(margin), 4),
                 "last": last,
             },
         )

@@ -54,13 +54,17 @@ DIVERGENCE = rule(
     ["divergence"],
     """
     The smoothed loss (rolling median of `window` points) rose well above its best value (x`rise`) or
-    above its starting level (+`start_margin`), and stayed there for `sustain` points: training is
-    undoing itself, typically a learning rate too high for the method or an fp16 overflow.
+    above its starting level (+`start_margin` plus `start_noise` x the start estimate's noise), and
+    stayed there for `sustain` points: training is undoing itself, typically a learning rate too high
+    for the method or an fp16 overflow. The best value counts from when the early transient has
+    settled (the smoothed loss stops rising over a window), so a fine-tune from a strong base that
+    starts low, bumps up and settles is not flagged; x`jump` over the start catches immediate blow-ups.
     """,
     _LR_FIX + " Restart from a checkpoint before the rise.",
     window=15,
     rise=1.3,
-    start_margin=0.25,
+    start_margin=1.0,
+    start_noise=2.0,
     jump=3.0,
     min_abs=0.02,
     sustain=8,
