@@ -1,21 +1,23 @@
 """What serving checks need to know about an adapter folder and a base model folder.
 
-Headers and configs only: adapter_config.json, the safetensors header (8-byte little-endian length +
-JSON), config.json. Weights are never read here (sha256 reads the file, and only when asked; it uses
-probes.adapter's `sha256_file()` when that package is present).
+Headers and configs only: adapter_config.json, the safetensors header, config.json (read with
+probes.adapter's validated readers). Weights are never read here; sha256 reads the file, only when asked.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import struct
 from pathlib import Path
 from typing import Any
 
+from probes.adapter.base import base_dims as _adapter_base_dims
+from probes.adapter.base import read_base_config as _read_config
+from probes.adapter.safetensors_io import Unreadable, read_header, sha256_file
+
+__all__ = ["sha256_file"]
+
 WEIGHT_NAMES = ("adapter_model.safetensors", "adapter_model.bin", "adapter_model.pt")
-MAX_HEADER = 100 * 1024 * 1024
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
 _KNOWN_SUFFIX = re.compile(r"\.(lora_A|lora_B)\.weight$|\.(lora_embedding_A|lora_embedding_B)$")
 _SUFFIX = re.compile(
@@ -24,46 +26,10 @@ _SUFFIX = re.compile(
 )
 
 
-class HeaderError(ValueError):
-    pass
-
-
 def safetensors_header(path: Path) -> dict[str, Any]:
-    """Tensor name → {"dtype", "shape"} from a safetensors header (the data is not read)."""
-    with path.open("rb") as fh:
-        raw = fh.read(8)
-        if len(raw) < 8:
-            raise HeaderError("file shorter than the 8-byte header length")
-        (n,) = struct.unpack("<Q", raw)
-        if n > MAX_HEADER:
-            raise HeaderError(f"header length {n} exceeds {MAX_HEADER} bytes")
-        data = fh.read(n)
-    if len(data) < n:
-        raise HeaderError(f"header truncated ({len(data)} of {n} bytes)")
-    try:
-        obj = json.loads(data)
-    except ValueError as exc:
-        raise HeaderError(f"header is not JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise HeaderError("header is not a JSON object")
-    obj.pop("__metadata__", None)
-    return {k: v for k, v in obj.items() if isinstance(v, dict)}
-
-
-def _sha256_own(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    try:
-        from probes.adapter import sha256_file as theirs  # type: ignore[attr-defined]
-    except ImportError:
-        return _sha256_own(path)
-    return theirs(path)
+    """Tensor name → {"dtype", "shape"} from a validated safetensors header (the data is not read)."""
+    tensors, _, _ = read_header(path)
+    return {k: {"dtype": t.dtype, "shape": list(t.shape)} for k, t in tensors.items()}
 
 
 def module_of(key: str) -> str:
@@ -98,7 +64,7 @@ def read_adapter(folder: Path) -> dict[str, Any]:
     if weights is not None and weights.suffix == ".safetensors":
         try:
             tensors = safetensors_header(weights)
-        except (OSError, HeaderError) as exc:
+        except Unreadable as exc:
             facts["header_error"] = str(exc)
     facts["tensors"] = {k: list(v.get("shape", [])) for k, v in tensors.items()}
     _derive(facts, cfg)
@@ -142,38 +108,12 @@ def adapter_facts(folder: Path) -> dict[str, Any]:
 
 
 def read_base_config(folder: Path) -> dict[str, Any] | None:
-    p = folder / "config.json" if folder.is_dir() else folder
-    try:
-        cfg = json.loads(p.read_text(encoding="utf-8")[:5_000_000])
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
-    return cfg if isinstance(cfg, dict) else None
+    return _read_config(folder / "config.json" if folder.is_dir() else folder)
 
 
 def base_dims(cfg: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """Llama-style (in, out) of each LoRA-targetable module."""
-    cfg = cfg.get("text_config", cfg) if isinstance(cfg.get("text_config"), dict) else cfg
-    h = cfg.get("hidden_size")
-    inter = cfg.get("intermediate_size")
-    heads = cfg.get("num_attention_heads")
-    if not all(isinstance(x, int) for x in (h, inter, heads)):
-        return {}
-    kv = cfg.get("num_key_value_heads") or heads
-    hd = cfg.get("head_dim") or h // heads
-    out = {
-        "q_proj": (h, heads * hd),
-        "k_proj": (h, kv * hd),
-        "v_proj": (h, kv * hd),
-        "o_proj": (heads * hd, h),
-        "gate_proj": (h, inter),
-        "up_proj": (h, inter),
-        "down_proj": (inter, h),
-    }
-    vocab = cfg.get("vocab_size")
-    if isinstance(vocab, int):
-        out["embed_tokens"] = (vocab, h)
-        out["lm_head"] = (h, vocab)
-    return out
+    """Llama-style (in, out) of each LoRA-targetable module; empty for architectures doctor cannot size."""
+    return _adapter_base_dims(cfg)["modules"]
 
 
 def dim_mismatches(facts: dict[str, Any], base_cfg: dict[str, Any]) -> list[str]:
