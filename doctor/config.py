@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from doctor.model import fail_rank
 

@@ -55,10 +55,9 @@ bnb_4bit_compute_dtype = "float16"
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from doctor.probe import ReadError
 

@@ -12,7 +12,7 @@ import json
 import re
 import socket
 import xml.etree.ElementTree as ET
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from doctor.model import Finding, Report, display_path
@@ -75,7 +75,7 @@ def _body(finding: Finding, cwd: Any, group: Group) -> str:
 
 def build(report: Report, ctx: Any) -> ET.Element:
     root = ET.Element("testsuites")  # the Ant schema allows no attributes here
-    timestamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    timestamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
     hostname = _hostname()
     groups = group_findings(report, ctx.cwd)
     if not groups:

@@ -221,7 +221,7 @@ def add_version(registry_path: Path, entry: dict[str, Any]) -> dict[str, Any]:
             folder = reg.entry_path(new)
             if folder is not None and (folder / WEIGHTS).is_file():
                 new["sha256"] = sha256_of(folder / WEIGHTS)
-        new.setdefault("created", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        new.setdefault("created", dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         reg.entries.append(new)
         problems = [p for p in validate(reg) if p["index"] == len(reg.entries) - 1]
         if problems:
