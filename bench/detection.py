@@ -5,7 +5,12 @@ exist; (2) seeded synthetic healthy curves (warmup + exponential decay + noise o
 100-2000 steps) and the same curves with injected faults: spikes of several sizes, NaN at step k (plain
 and HF-masked), slow drifts; (3) extra healthy curves of a fine-tune from an already-good base (low start
 0.05-0.3, an early transient bump of +20..60% that settles below the start; `--bump-runs`, own seed
-stream), with the same injected faults. Prints recall and false-alarm rate per symptom and the median detection
+stream), with the same injected faults. Every curve carries a grad_norm series shaped like a LoRA run's
+(lora_B starts at 0, so the norm starts low and rises x2-x10 over the first 2-15% of the run, then decays
+slowly; lognormal noise, Student-t in the heavy-tailed runs; the first 1-3 warmup points off by x0.3-x3 in
+half the runs), drawn from an own seed stream so the loss curves stay the same; grad_explosion faults are
+injected into it: gradual exponential growth (x50-x1000 over 20-200 logged steps, then held) and sudden
+spikes (x10-x100, 1-3 points). Prints recall and false-alarm rate per symptom and the median detection
 lead (logged steps from onset to the first finding). Thresholds are the rules' defaults.
 
     .venv/bin/python bench/detection.py [--runs 400] [--bump-runs 100] [--seed 0]
@@ -31,7 +36,7 @@ from probes.training.series import from_columns  # noqa: E402
 SYMPTOMS = ("non_finite", "loss_spike", "divergence", "grad_explosion", "not_learning")
 
 
-def healthy(rng: np.random.Generator):
+def healthy(rng: np.random.Generator, rng_g: np.random.Generator):
     n = int(rng.integers(100, 2001))
     t = np.arange(1, n + 1, dtype=float)
     init, floor = rng.uniform(1.5, 4.0), rng.uniform(0.2, 1.2)
@@ -46,7 +51,21 @@ def healthy(rng: np.random.Generator):
     warm = max(1, int(n * rng.choice([0.0, 0.03, 0.1])))
     lr = np.where(t < warm, peak * t / warm, peak * 0.5 * (1 + np.cos(np.pi * (t - warm) / max(n - warm, 1))))
     gsig = rng.uniform(0.1, 0.35)
-    gn = rng.uniform(0.3, 3.0) * (0.5 + 0.5 * np.exp(-t / tau)) * np.exp(rng.normal(0, gsig, n))
+    g0 = rng.uniform(0.3, 3.0)
+    gnoise = rng.normal(0, gsig, n)  # (drawn as before: the main stream, hence the loss curves, unchanged)
+    # grad_norm of a LoRA run: lora_B starts at 0, so the norm starts low and rises x2-x10 while lora_B
+    # grows (over 2-15% of the run), then decays slowly with the loss; own stream `rng_g`
+    rise = float(np.exp(rng_g.uniform(np.log(2), np.log(10))))
+    t_rise = max(3.0, rng_g.uniform(0.02, 0.15) * n)
+    shape = (1 + (rise - 1) * (1 - np.exp(-t / t_rise))) / rise
+    if heavy:
+        gnoise = rng_g.standard_t(5, n) * gsig / np.sqrt(5 / 3)
+    gn = g0 * shape * (0.5 + 0.5 * np.exp(-t / tau)) * np.exp(gnoise)
+    odd = rng_g.random() < 0.5  # warmup: the first 1-3 logged points are off either way
+    k_odd = int(rng_g.integers(1, 4))
+    f_odd = np.exp(rng_g.uniform(np.log(0.3), np.log(3.0), k_odd))
+    if odd:
+        gn[:k_odd] *= f_odd
     return {
         "steps": t.astype(np.int64),
         "loss": loss,
@@ -57,15 +76,17 @@ def healthy(rng: np.random.Generator):
         "init": init,
         "floor": floor,
         "tau": tau,
+        "gsig": float(gsig),
+        "rise": rise,
         "bump": False,
     }
 
 
-def healthy_bump(rng: np.random.Generator):
+def healthy_bump(rng: np.random.Generator, rng_g: np.random.Generator):
     """A fine-tune from an already-good base: low starting loss (0.05-0.3), an early transient bump of
     +20..60% while the adapter's first updates disturb the model, then a decline that settles below the
     start. Healthy (the corrupt demo run's salvaged first half looks like this)."""
-    c = healthy(rng)
+    c = healthy(rng, rng_g)
     n = c["steps"].size
     t = c["steps"].astype(float)
     start = rng.uniform(0.05, 0.3)
@@ -121,6 +142,34 @@ def inject(c, kind, rng):
     return c
 
 
+def inject_grad(c, rng):
+    """A grad_explosion fault in the grad_norm only (the loss left as it is, so only the grad-norm detector
+    can see it): gradual exponential growth to xF over D logged steps, then held to the end; or a sudden
+    spike of 1-3 points."""
+    c = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in c.items()}
+    n = c["steps"].size
+    lo = max(40, int(0.2 * n))
+    if rng.random() < 0.6:
+        factor = float(rng.choice([50, 200, 1000]))
+        dur = int(rng.choice([20, 60, 200]))
+        c["label"] = f"growth x{factor:g} in {dur}"
+        dur = min(dur, n - lo - 20)  # onset early enough that the full factor is reached and held 20 points
+        k = int(rng.integers(lo, max(lo + 1, n - dur - 20)))
+        ramp = np.exp(np.log(factor) * np.minimum(np.arange(n - k) / dur, 1.0))
+        c["grad_norm"][k:] *= ramp
+    else:
+        # sizes x10..x100; one inside the run's own noise envelope (below exp(6 sigma)) is not a spike
+        # any detector can see, so the next size up is used there (as for loss spikes)
+        sizes = [x for x in (10.0, 30.0, 100.0) if np.log(x) >= 6 * c["gsig"]]
+        size = float(rng.choice(sizes))
+        width = int(rng.integers(1, 4))
+        k = int(rng.integers(lo, int(0.9 * n)))
+        c["grad_norm"][k : k + width] *= size
+        c["label"] = f"spike x{size:g}"
+    c["onset"] = int(c["steps"][k])
+    return c
+
+
 def first_detect(dets, symptom, onset=None):
     """First flagged step at or after the onset (a flag before it is a false alarm, not a hit)."""
     steps = [m for r, d in dets if symptom in r.symptoms for m in ([d.step, *list(d.marks)])]
@@ -167,7 +216,7 @@ def main() -> int:
     kw = {"param": param} if param else {}
     t0 = time.perf_counter()
     fa = {s: 0 for s in SYMPTOMS}
-    hit = {k: 0 for k in ("non_finite", "loss_spike", "divergence")}
+    hit = {k: 0 for k in ("non_finite", "loss_spike", "divergence", "grad_explosion")}
     total = {k: 0 for k in hit}
     leads = {k: [] for k in hit}
     by_label: dict[str, list[int]] = {}
@@ -175,10 +224,12 @@ def main() -> int:
     fa_bump_kind = {s: 0 for s in SYMPTOMS}
     # the low-start bump curves draw from their own stream: the standard set stays the same curves
     rng_bump = np.random.default_rng([args.seed, 1])
+    # grad-norm shapes and grad_explosion faults: an own stream too, so the loss curves stay the same
+    rng_g = np.random.default_rng([args.seed, 2])
     for i in range(args.runs + args.bump_runs):
         if i >= args.runs:
             rng = rng_bump
-        c = healthy(rng) if i < args.runs else healthy_bump(rng)
+        c = healthy(rng, rng_g) if i < args.runs else healthy_bump(rng, rng_g)
         dets = detect(series_of(c), {}, **kw)
         kinds = {s for r, d in dets for s in r.symptoms}
         for s in SYMPTOMS:
@@ -192,7 +243,7 @@ def main() -> int:
             for s in SYMPTOMS:
                 fa_bump_kind[s] += s in kinds
         for kind in hit:
-            f = inject(c, kind, rng)
+            f = inject_grad(c, rng_g) if kind == "grad_explosion" else inject(c, kind, rng)
             dets = detect(series_of(f), {}, **kw)
             step = first_detect(dets, kind, f["onset"])
             total[kind] += 1
@@ -210,7 +261,12 @@ def main() -> int:
         f"{sum(total.values())} injected faults, {dt:.1f}s"
     )
     print(f"{'symptom':<16}{'recall':>9}{'false alarms':>14}{'median lead':>13}  target")
-    targets = {"non_finite": "recall 100%", "loss_spike": "recall>=95% FA<=5%", "divergence": "recall>=95% FA<=5%"}
+    targets = {
+        "non_finite": "recall 100%",
+        "loss_spike": "recall>=95% FA<=5%",
+        "divergence": "recall>=95% FA<=5%",
+        "grad_explosion": "recall>=95% FA<=2%",
+    }
     for s in SYMPTOMS:
         rec = f"{hit[s] / total[s]:.1%}" if s in hit else "-"
         lead = f"{statistics.median(leads[s]):.0f}" if leads.get(s) else "-"
@@ -220,7 +276,7 @@ def main() -> int:
     print(f"any false alarm on low-start early-bump runs: {fa_bump}/{n_bump}" + (f" ({per})" if per else ""))
     print("recall by injected fault:")
     for label, (h, n) in sorted(by_label.items()):
-        print(f"  {label:<28}{h}/{n} = {h / n:.0%}")
+        print(f"  {label:<40}{h}/{n} = {h / n:.0%}")
     fx = fixture_runs()
     if fx:
         print("demo-world runs (fixtures/rollouts/*/train):")

@@ -74,6 +74,38 @@ def test_trn004_grad_explosion_history_and_clip(tmp_path):
     assert any("max_grad_norm" in f.message for f in run(p.parent).findings if f.rule == "TRN004")
 
 
+def test_trn004_gradual_growth(tmp_path):
+    t, loss, gn, lr = healthy_curve(n=300)
+    gn[100:] *= np.exp(np.log(200) * np.minimum(np.arange(200) / 60, 1.0))  # x200 over 60 steps, then held
+    rep = run(write_state(tmp_path / "trainer_state.json", t, loss, gn, lr))
+    f = next(f for f in rep.findings if f.rule == "TRN004" and "growing steadily" in f.message)
+    ev = f.evidence
+    assert 100 < ev["first_step"] <= 170 and ev["factor"] > ev["threshold"] == 30.0
+    assert ev["early_steps"] == [4, 13] and 0.5 < ev["early_level"] < 2.0
+    assert "early level" in f.message and "threshold x30" in f.message and ev["first_step"] in ev["marks"]
+    assert f.locator == f"step {ev['first_step']}" and len(ev["points"]["steps"]) <= 300
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_trn004_healthy_lora_early_rise_not_flagged(tmp_path, seed):
+    # lora_B starts at 0: grad_norm starts low, rises x10 over ~30 steps, then decays; odd warmup points
+    t, loss, gn, lr = healthy_curve(n=400, seed=seed)
+    gn = gn * 0.1 * (1 + 9 * (1 - np.exp(-t / 30))) * (0.5 + 0.5 * np.exp(-t / 150))
+    gn[:2] *= [0.3, 3.0]
+    rep = run(write_state(tmp_path / "trainer_state.json", t, loss, gn, lr))
+    assert not {r for r in rules_of(rep) if r.startswith("TRN")}, [f.message for f in rep.findings]
+
+
+def test_trn004_spike_on_noisy_unstable_run(tmp_path):
+    # grad-norm noise so large (sigma 0.7 in log) that no z-score fires: a x40 jump is flagged by its size
+    t, loss, gn, lr = healthy_curve(n=120)
+    gn = 5.0 * np.exp(np.random.default_rng(7).normal(0, 0.7, 120))
+    gn[80] = 40 * np.median(gn[:80])
+    rep = run(write_state(tmp_path / "trainer_state.json", t, loss, gn, lr))
+    f = next(f for f in rep.findings if f.rule == "TRN004")
+    assert f.evidence["first_step"] == 81 and "x20 alone" in f.message
+
+
 def test_trn005_zero_and_flat(tmp_path):
     t, loss, gn, lr = healthy_curve(n=100)
     z = loss.copy()

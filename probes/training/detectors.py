@@ -218,8 +218,8 @@ def grad_explosion(s: Series, p: dict, max_grad_norm: float | None = None) -> li
                     int(steps[i]),
                     f"grad_norm exploded at step {int(steps[i])}: {g(gn[i])} vs rolling median "
                     f"{g(math.exp(med[i]))} (x{math.exp(lg[i] - med[i]):.1f}, z={z[i]:.1f} on log scale; "
-                    f"thresholds x{p['ratio']:g}, z>{p['z']:g}); {hits.size} such steps, largest "
-                    f"{g(gn[worst])} at step {int(steps[worst])}",
+                    f"thresholds x{p['ratio']:g} with z>{p['z']:g}, or x{p['extreme']:g} alone); {hits.size} such "
+                    f"steps, largest {g(gn[worst])} at step {int(steps[worst])}",
                     marks=[int(v) for v in steps[hits][:100]],
                     data={
                         "first_step": int(steps[i]),
@@ -232,6 +232,7 @@ def grad_explosion(s: Series, p: dict, max_grad_norm: float | None = None) -> li
                     },
                 )
             )
+    out += _grad_growth(steps, gn, p)
     if max_grad_norm and max_grad_norm > 0 and gn.size:
         over = gn > p["clip_factor"] * max_grad_norm
         if int(over.sum()) >= p["clip_min_count"]:
@@ -255,6 +256,56 @@ def grad_explosion(s: Series, p: dict, max_grad_norm: float | None = None) -> li
                 )
             )
     return out
+
+
+def _grad_growth(steps: np.ndarray, gn: np.ndarray, p: dict) -> list[Detection]:
+    """Sustained growth: the rolling median of log grad_norm (`growth_window` points) stays more than
+    x`growth` above the early level (median of the first `growth_window` points after the first
+    `growth_skip`, which warmup makes unusual) for `growth_sustain` points. A gradual explosion moves the
+    rolling median with it, so the spike test above never sees it; a healthy LoRA run's early rise (lora_B
+    starts at 0, the norm grows x2-x10 while it does) stays well below the factor."""
+    w, k, sustain = int(p["growth_window"]), int(p["growth_skip"]), int(p["growth_sustain"])
+    n = gn.size
+    if n < k + 2 * w + sustain - 1:
+        return []
+    lg = np.log(gn)
+    early = float(np.median(lg[k : k + w]))
+    m = trailing_median(lg, w)
+    idx = np.arange(n)
+    thr = math.log(p["growth"])
+    cond = (idx >= k + 2 * w - 1) & (m - early > thr)  # the rolling window lies past the early one
+    i = first_run(cond, sustain)
+    if i < 0:
+        return []
+    j0 = i - sustain + 1  # where the held stretch began
+    e0 = math.exp(early)
+    top = int(np.argmax(gn))
+    factor = math.exp(m[i] - early)
+    return [
+        Detection(
+            "grad_explosion",
+            int(steps[i]),
+            f"grad_norm growing steadily: rolling median ({w} points) {g(math.exp(m[i]))} at step {int(steps[i])} "
+            f"is x{factor:.1f} its early level {g(e0)} (median of steps {int(steps[k])}-{int(steps[k + w - 1])}; "
+            f"threshold x{p['growth']:g}), held {sustain} points from step {int(steps[j0])}; grad_norm "
+            f"{g(float(gn[i]))} there, largest {g(float(gn[top]))} at step {int(steps[top])}",
+            marks=[int(steps[k]), int(steps[k + w - 1]), int(steps[j0]), int(steps[i])],
+            data={
+                "first_step": int(steps[i]),
+                "held_from_step": int(steps[j0]),
+                "value": float(math.exp(m[i])),
+                "grad_norm": float(gn[i]),
+                "early_level": e0,
+                "early_steps": [int(steps[k]), int(steps[k + w - 1])],
+                "factor": round(factor, 2),
+                "threshold": p["growth"],
+                "window": w,
+                "sustain": sustain,
+                "max": float(gn[top]),
+                "max_step": int(steps[top]),
+            },
+        )
+    ]
 
 
 def not_learning(s: Series, p: dict) -> list[Detection]:

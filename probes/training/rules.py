@@ -77,18 +77,27 @@ GRAD_EXPLOSION = rule(
     ["grad_explosion"],
     """
     The gradient norm jumped far above its own recent history (x`ratio` and a log-scale z-score above
-    `z` against the rolling median/MAD), or sat above `clip_factor` x max_grad_norm repeatedly. Gradient
-    spikes usually precede loss spikes.
+    `z` against the rolling median/MAD, or x`extreme` over the rolling median whatever the noise: an
+    unstable run's own noise is so large that no z-score fires), or grew steadily: the rolling median of
+    `growth_window` points stayed above x`growth` its early level (median of the first `growth_window`
+    points after the first `growth_skip`, which warmup makes unusual) for `growth_sustain` points. A
+    gradual explosion carries the rolling median with it, so only the growth test sees it; a healthy LoRA
+    run's early rise (lora_B starts at 0, the norm grows x2-x10) stays well below x`growth`. Or the norm
+    sat above `clip_factor` x max_grad_norm repeatedly. Gradient spikes usually precede loss spikes.
     """,
     "Clip gradients (max_grad_norm 0.3-1.0), lower the learning rate, and look for bad samples at the flagged steps.",
     window=64,
     min_history=20,
     z=8.0,
     ratio=8.0,
-    extreme=1000.0,
+    extreme=20.0,
     floor_log=0.05,
     clip_factor=25.0,
     clip_min_count=3,
+    growth=30.0,
+    growth_window=10,
+    growth_skip=3,
+    growth_sustain=5,
 )
 NOT_LEARNING = rule(
     "TRN005",
