@@ -13,9 +13,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from doctor import __version__
-from doctor.config import ConfigError, Settings, load_settings, validate_rule_ids
+from doctor.config import ConfigError, Settings, load_settings, validate_against
 from doctor.model import display_path
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -40,13 +41,20 @@ def _add_check(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-color", action="store_true")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line (`doctor check: argument --fail-on: invalid choice …`), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="doctor",
         description="peft-doctor: diagnose LoRA/QLoRA training, adapters, eval slices and serving.",
     )
     parser.add_argument("--version", action="version", version=f"peft-doctor {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_check(sub)
 
     p = sub.add_parser("inspect", help="show what doctor sees: each artifact's kind and facts")
@@ -90,7 +98,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     from probes import rule_registry
 
     settings = load_settings(getattr(args, "config", None))
-    validate_rule_ids(settings, {r.id for r in rule_registry()})
+    validate_against(settings, rule_registry())
     return settings
 
 

@@ -51,4 +51,5 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"unknown playbook {args.playbook!r}; `doctor playbooks validate` lists them") from None
     render = {"console": render_console, "json": render_json, "markdown": render_markdown}[args.format]
     sys.stdout.write(render(results))
-    return 0
+    # Nothing recognised under the path: say so with exit 1, like `doctor check` (a gate must not pass).
+    return 1 if all(not r.evidence.artifacts for r in results) else 0

@@ -11,7 +11,7 @@ path = "fixtures/rollouts/*/adapter"   # glob on the reported path (optional)
 locator = "layers.0.*"                 # glob on the locator (optional)
 reason = "known rank underuse, tracked in #12"
 expires = "2027-03-01"                 # optional; after it the findings come back
-[eval]                           # free-form tables read by probe families
+[eval]                           # tables read by probe families: training, adapter, eval, serving, registry
 baseline_variant = "base"
 ```
 """
@@ -21,11 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import fnmatch
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from doctor.model import fail_rank
+from doctor.rules import Rule
 
 _KNOWN_KEYS = {"fail_on", "disable", "thresholds", "ignore"}
 
@@ -153,12 +155,43 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
     return s
 
 
-def validate_rule_ids(settings: Settings, known: set[str]) -> None:
-    """Settings that name a rule doctor does not have are a config error, not a silent no-op."""
+# Free-form tables the probe families read (ctx.section(NAME)).
+SECTIONS = frozenset({"training", "adapter", "eval", "serving", "registry"})
+
+
+def validate_against(settings: Settings, rules: Iterable[Rule]) -> None:
+    """Settings that name a rule, a threshold or a table doctor does not have, or give a threshold a value of
+    the wrong type, are a config error (exit 2) — a typo must not silently turn a check off or on."""
     where = f"{settings.source}: " if settings.source else ""
+    by_id = {r.id: r for r in rules}
+    unknown_tables = sorted(set(settings.sections) - SECTIONS)
+    if unknown_tables:
+        raise ConfigError(
+            f"{where}unknown setting(s) {', '.join(unknown_tables)}; known: fail_on, disable, thresholds, ignore, "
+            f"and the tables {', '.join(sorted(SECTIONS))}"
+        )
     for rid in sorted(settings.disable | set(settings.thresholds)):
-        if rid not in known:
+        if rid not in by_id:
             raise ConfigError(f"{where}unknown rule {rid} (see `doctor rules`)")
+    for rid, values in settings.thresholds.items():
+        params = by_id[rid].params
+        for name, value in values.items():
+            if name not in params:
+                known = ", ".join(params) or "none"
+                raise ConfigError(f"{where}[thresholds.{rid}] has no setting {name!r} (known: {known})")
+            if not _same_kind(params[name], value):
+                raise ConfigError(
+                    f"{where}[thresholds.{rid}] {name} = {value!r}: expected a {type(params[name]).__name__} "
+                    f"like the default {params[name]!r}"
+                )
     for ig in settings.ignores:
-        if not any(fnmatch.fnmatchcase(r, ig.rule) for r in known):
+        if not any(fnmatch.fnmatchcase(r, ig.rule) for r in by_id):
             raise ConfigError(f"{where}ignore rule {ig.rule} matches no rule (see `doctor rules`)")
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, (int, float)):
+        return isinstance(value, (int, float))
+    return default is None or isinstance(value, type(default))

@@ -19,8 +19,10 @@ def render_inspect(report: Report, fmt: str, matrix: bool = False) -> str:
             "artifacts": [a.to_dict(display_path(a.path)) for a in report.artifacts],
         }
         if matrix:
-            payload["matrix"] = _matrix_rows(report)
+            payload = {"schema": "peft-doctor/matrix/1", "matrix": _matrix_rows(report)}
         return json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n"
+    if matrix:  # the matrix alone: the facts behind it are one `doctor inspect` away
+        return _matrix_text(report) + "\n"
     lines: list[str] = []
     for a in report.artifacts:
         lines.append(f"{display_path(a.path)}  [{a.kind}]")
@@ -29,8 +31,6 @@ def render_inspect(report: Report, fmt: str, matrix: bool = False) -> str:
         lines.append("")
     if not report.artifacts:
         lines.append("no artifacts found")
-    if matrix:
-        lines.append(_matrix_text(report))
     return "\n".join(lines) + "\n"
 
 

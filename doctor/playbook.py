@@ -412,6 +412,33 @@ class Walker:
     def __init__(self, books: dict[str, Playbook]) -> None:
         self.books = books
 
+    def check_answers(self, entry: str, answers: dict[str, str]) -> None:
+        """Every answer must name a question node reachable from `entry` and one of its choices."""
+        nodes: dict[str, tuple[str, dict]] = {}
+        todo, seen = [entry], set()
+        while todo:
+            book = todo.pop()
+            if book in seen:
+                continue
+            seen.add(book)
+            for node_id, node in self.books[book].nodes.items():
+                if node_kind(node) == "question":
+                    nodes[f"{book}.{node_id}"] = (book, node)
+                    nodes.setdefault(node_id, (book, node))
+                elif node_kind(node) == "visit":
+                    todo.append(node["visit"])
+        for key, given in answers.items():
+            if key not in nodes:
+                raise PlaybookError(
+                    self.books[entry].path, key, "no such question; `doctor playbooks show NAME` lists the nodes"
+                )
+            book, node = nodes[key]
+            choices = list(node["ask"]["choices"]) if "ask" in node else ["yes", "no"]
+            if given not in [*choices, "unknown"]:
+                raise PlaybookError(
+                    self.books[book].path, key, f"answer {given!r} is not one of {', '.join(choices)} or unknown"
+                )
+
     def walk(
         self, ev: Evidence, entry: str = "triage", answers: dict[str, str] | None = None, interactive: bool = False
     ) -> Triage:
@@ -461,7 +488,7 @@ class Walker:
         if given is not None:
             if given not in [*choices, "unknown"]:
                 raise PlaybookError(
-                    self.books[book].path, node_id, f"answer {given!r} is not one of {', '.join(choices)}"
+                    self.books[book].path, node_id, f"answer {given!r} is not one of {', '.join(choices)} or unknown"
                 )
             return Step(book, node_id, node["question"], given, [], "user", choices)
         missing = [k for k in node.get("requires", []) if k not in ev.kinds()]

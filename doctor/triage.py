@@ -58,10 +58,27 @@ def run_triage(
     books = load_all(rule_ids={r.id for r in rule_registry()})
     report = report or check(targets, settings)
     walker = Walker(books)
+    walker.check_answers(entry, answers or {})
     return [
-        RolloutTriage(root, walker.walk(ev, entry, answers, interactive), ev)
+        RolloutTriage(root, walker.walk(ev, entry, answers, interactive) if ev.artifacts else nothing_found(root), ev)
         for root, ev in evidence_by_rollout(report)
     ]
+
+
+def nothing_found(root: Path) -> Triage:
+    """No artifacts: there is no evidence to walk, so no verdict either way (never "no regression")."""
+    return Triage(
+        path=[],
+        leaves=[],
+        causes=[],
+        actions=[
+            {"kind": "command", "text": f"doctor inspect {display_path(root)}   # see what doctor recognises"},
+        ],
+        diagnosis=(
+            f"Nothing to triage: no training log, adapter, eval table, serving config, registry or manifest "
+            f"was found under {display_path(root)} (DOC003). Point triage at the rollout folder."
+        ),
+    )
 
 
 def triage_dict(rt: RolloutTriage) -> dict[str, Any]:
@@ -124,7 +141,7 @@ def render_console(results: list[RolloutTriage]) -> str:
         t = rt.triage
         lines.append(f"Triage of {display_path(rt.root)}")
         lines.append("")
-        lines.append("Path taken:")
+        lines.append("Path taken:" if t.path else "Path taken: none (no evidence to walk)")
         for s in t.path:
             if s.how == "playbook":
                 lines.append(f"  ▸ {s.question}")
@@ -165,7 +182,7 @@ def render_markdown(results: list[RolloutTriage]) -> str:
         for s in t.path:
             if s.how == "playbook":
                 continue
-            evidence = ", ".join(s.evidence) if s.evidence else s.how
+            evidence = ", ".join(s.evidence) if s.evidence else ("no findings" if s.how == "evidence" else s.how)
             lines.append(f"| {s.playbook} | {s.node} | {s.question} | **{s.answer}** | {evidence} |")
         lines.append(f"\n## Diagnosis\n\n{t.diagnosis}\n")
         if t.causes:

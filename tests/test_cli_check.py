@@ -139,3 +139,21 @@ def test_output_file_written(tmp_path):
     proc = run_doctor("check", str(tmp_path), "--format", "sarif", "--output", str(out))
     assert proc.returncode == 1 and proc.stdout == ""
     assert json.loads(out.read_text())["version"] == "2.1.0"
+
+
+def test_settings_typos_and_bad_values_are_errors_not_silent(tmp_path):
+    write_state(tmp_path / "run", nan_state())
+    cases = {
+        '[thresholds.TRN002]\nz = "abc"\n': "expected a float",
+        "[thresholds.TRN002]\nzz = 3\n": "has no setting 'zz'",
+        "bogus_key = 1\n": "unknown setting(s) bogus_key",
+        '[thresholds.TRN002]\nz = 10\n[eval]\nbaseline_variant = "base"\n': None,
+    }
+    for text, message in cases.items():
+        (tmp_path / "doctor.toml").write_text(text)
+        proc = run_doctor("check", "run", cwd=tmp_path)
+        if message is None:
+            assert proc.returncode == 1, proc.stderr  # valid settings: the NaN log still fails
+        else:
+            assert proc.returncode == 2 and message in proc.stderr, (text, proc.stderr)
+            assert len(proc.stderr.strip().splitlines()) == 1

@@ -76,7 +76,8 @@ def group_findings(report: Report, cwd: Path) -> list[Group]:
             groups[display_path(owner.path, cwd)].findings.append(f)
         else:
             label = display_path(f.path, cwd)
-            extra.setdefault(label, Group(label, "file")).findings.append(f)
+            kind = "folder" if f.path.is_dir() else "file" if f.path.exists() else "path"
+            extra.setdefault(label, Group(label, kind)).findings.append(f)
     out = list(groups.values()) + list(extra.values())
     if settings.findings:
         out.append(settings)

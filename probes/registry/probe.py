@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from doctor.model import Artifact, Finding
+from doctor.model import Artifact, Finding, display_path
 from doctor.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.rules import rule
 from probes.registry.store import WEIGHTS, Registry, load, validate
@@ -293,7 +293,7 @@ class RegistryProbe(Probe):
                     findings.append(
                         MISSING_ON_DISK.finding(
                             path,
-                            f"{loc} ({e.get('status') or 'no status'}): no {WEIGHTS} at {p}",
+                            f"{loc} ({e.get('status') or 'no status'}): no {WEIGHTS} at {display_path(p)}",
                             locator=loc,
                             evidence={"path": e["path"]},
                             line=ln,
@@ -305,7 +305,7 @@ class RegistryProbe(Probe):
                 findings.append(
                     SHA_MISMATCH.finding(
                         path,
-                        f"{loc}: {p / WEIGHTS} hashes to {d['sha256'][:12]}…, registry says {sha[:12]}…",
+                        f"{loc}: {display_path(p / WEIGHTS)} hashes to {d['sha256'][:12]}…, registry says {sha[:12]}…",
                         locator=loc,
                         evidence={"file": str(p / WEIGHTS), "registry": sha, "actual": d["sha256"]},
                         line=_line(text, sha, e["name"]),

@@ -25,13 +25,14 @@ def check_recipe(r: dict[str, Any], param) -> list[tuple]:
             out.append(
                 (
                     CFG_LR,
-                    f"learning_rate {lr:g} is {lr / limit:.1f}x the usual maximum {limit:g} for {method}",
+                    f"learning_rate {lr:g} is {lr / limit:.1f}x the alarm level {limit:g} for {method} "
+                    f"(typical LoRA/QLoRA 5e-6..2e-4, DPO-style ~5e-6)",
                     {"learning_rate": lr, "threshold": limit, "method": method},
                     "error" if lr > 10 * limit else None,
                 )
             )
         wr, ws = r.get("warmup_ratio"), r.get("warmup_steps")
-        if lr >= param(CFG_WARMUP, "min_lr") and (wr is not None or ws is not None) and not (wr or ws):
+        if lr > param(CFG_WARMUP, "min_lr") and (wr is not None or ws is not None) and not (wr or ws):
             out.append(
                 (
                     CFG_WARMUP,

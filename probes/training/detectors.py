@@ -426,7 +426,7 @@ def lr_too_high(s: Series, p: dict, method: str) -> list[Detection]:
         Detection(
             "lr_too_high",
             int(s.steps[i]),
-            f"peak learning rate {g(peak)} at step {int(s.steps[i])} is {peak / limit:.1f}x the usual maximum "
+            f"peak learning rate {g(peak)} at step {int(s.steps[i])} is {peak / limit:.1f}x the alarm level "
             f"{g(limit)} for {method} (typical LoRA/QLoRA 5e-6..2e-4, DPO-style ~5e-6)",
             marks=[int(s.steps[i])],
             data={"peak_lr": peak, "threshold": limit, "method": method, "step": int(s.steps[i])},
@@ -481,7 +481,7 @@ def lr_schedule(s: Series, p: dict, recipe: dict) -> list[Detection]:
     warm = recipe.get("warmup_ratio"), recipe.get("warmup_steps")
     no_warm_cfg = all(w in (0, 0.0, None) for w in warm) and any(w is not None for w in warm)
     early = st[0] <= max(p["warmup_first_step"], 1)
-    if peak >= p["warmup_lr"] and lr[0] >= 0.98 * peak and (no_warm_cfg or (early and warm == (None, None))):
+    if peak > p["warmup_lr"] and lr[0] >= 0.98 * peak and (no_warm_cfg or (early and warm == (None, None))):
         out.append(
             Detection(
                 "lr_schedule",

@@ -136,9 +136,9 @@ LR_TOO_HIGH = rule(
     "warning",
     ["lr_too_high"],
     """
-    The peak logged learning rate exceeds the usual maximum for the method: LoRA/QLoRA runs use about
-    5e-6..2e-4 (qlora default 2e-4), DPO-style preference training about 5e-6. Too high an LR gives
-    NaN within tens of steps.
+    The peak logged learning rate exceeds the alarm level for the method (`lora_max` etc., 10x the top of
+    the typical range): LoRA/QLoRA runs use about 5e-6..2e-4 (qlora default 2e-4), DPO-style preference
+    training about 5e-6. Too high an LR gives NaN within tens of steps.
     """,
     _LR_FIX,
     lora_max=2e-3,
@@ -157,7 +157,7 @@ LR_SCHEDULE = rule(
     "Check lr_scheduler_type, warmup_ratio/warmup_steps and max_steps against the run length.",
     zero_frac=0.2,
     zero_min=3,
-    warmup_lr=1e-4,
+    warmup_lr=2e-4,
     warmup_first_step=1,
 )
 TOO_SHORT = rule(
@@ -200,7 +200,8 @@ CFG_LR = rule(
     "Configured learning rate above the usual range",
     "warning",
     ["lr_too_high"],
-    "The configured learning rate exceeds the usual maximum for the method (LoRA/QLoRA ~2e-4, DPO-style ~5e-6).",
+    "The configured learning rate exceeds the alarm level for the method (`lora_max` etc., 10x the top of the "
+    "typical range: LoRA/QLoRA ~2e-4, DPO-style ~5e-6).",
     _LR_FIX,
     lora_max=2e-3,
     qlora_max=2e-3,
@@ -211,10 +212,10 @@ CFG_WARMUP = rule(
     "No warmup at a high learning rate",
     "warning",
     ["lr_schedule"],
-    "warmup_ratio and warmup_steps are 0 while the learning rate is at least `min_lr`: the first updates "
+    "warmup_ratio and warmup_steps are 0 while the learning rate is above `min_lr`: the first updates "
     "hit randomly initialised lora_B/A at full speed.",
     "Set warmup_ratio 0.03 (the qlora default) or warmup_steps ~ 3% of the run.",
-    min_lr=1e-4,
+    min_lr=2e-4,
 )
 CFG_PRECISION = rule(
     "CFG003",
