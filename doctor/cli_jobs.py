@@ -26,6 +26,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     r.add_argument("--launcher", choices=("local", "accelerate", "torchrun", "slurm"), default="local")
     r.add_argument("--num-processes", type=int, help="processes (GPUs) for accelerate/torchrun/slurm")
     r.add_argument("--override", action="append", default=[], metavar="KEY=VALUE", help="extra recipe override")
+    r.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        metavar="NODE=CHOICE",
+        help="with --from-triage: answer a triage question, as `doctor triage --answer` (repeatable)",
+    )
     r.add_argument("--detach", action="store_true", help="start it in the background and return its id")
     r.add_argument("--dry-run", action="store_true", help="validate, print the spec, command and VRAM estimate")
     r.add_argument("--config", type=Path)
@@ -42,6 +49,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         q = jsub.add_parser(action, help=helptext)
         if action != "list":
             q.add_argument("job_id", metavar="ID")
+        else:
+            q.add_argument("rollout_arg", nargs="?", type=Path, metavar="ROLLOUT", help="rollout folder (as --rollout)")
         q.add_argument("--rollout", type=Path, help="rollout folder holding .doctor/ (default: search from .)")
         if action in ("list", "show", "logs"):
             q.add_argument("--format", "-f", choices=("console", "json"), default="console")
@@ -62,16 +71,25 @@ def _errors():
     return (SpecError, JobLockError, LaunchError)
 
 
-def _store(args: argparse.Namespace, job_id: str | None = None):
+def _rollout_arg(args: argparse.Namespace) -> Path | None:
+    from doctor.cli import CliError
+
+    pos = getattr(args, "rollout_arg", None)
+    if pos is not None and args.rollout is not None and pos.resolve() != args.rollout.resolve():
+        raise CliError(f"jobs {args.jobs_command}: ROLLOUT {pos} and --rollout {args.rollout} differ; give one")
+    rollout = pos if pos is not None else args.rollout
+    if rollout is not None and not rollout.is_dir():
+        raise CliError(f"{rollout}: no such folder")
+    return rollout
+
+
+def _store(args: argparse.Namespace, job_id: str):
     from doctor.cli import CliError
     from doctor.jobs.api import JobStore, find_store
 
-    if args.rollout is not None:
-        if not args.rollout.is_dir():
-            raise CliError(f"{args.rollout}: no such folder")
-        return JobStore(args.rollout)
-    if job_id is None:
-        return JobStore(Path("."))
+    rollout = _rollout_arg(args)
+    if rollout is not None:
+        return JobStore(rollout)
     try:
         return find_store(job_id)
     except KeyError as exc:
@@ -84,7 +102,32 @@ def _get(store, job_id: str):
     try:
         return store.get(job_id)
     except KeyError as exc:
-        raise CliError(str(exc.args[0])) from None
+        msg = str(exc.args[0])
+        if "ambiguous" not in msg:
+            msg += "; is it a job of another rollout? give that rollout's folder to --rollout"
+        raise CliError(msg) from None
+
+
+def _num(v: Any) -> str:
+    """A number for people: floats to 4 significant digits (0.1591, 0.0002, 1e-05); the rest as str()."""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_num(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_num(x) for x in v) + "]"
+    return str(v)
+
+
+def _pairs(d: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={_num(v)}" for k, v in d.items())
+
+
+def _shown(path: str | Path | None) -> str:
+    """A path relative to the working folder when under it, else as given."""
+    from doctor.model import display_path
+
+    return display_path(Path(path)) if path else ""
 
 
 def _parse_value(text: str) -> Any:
@@ -136,8 +179,8 @@ class ProgressBar:
         parts = [f"step {step}/{total}"]
         for key, label, fmt in (
             ("loss", "loss", "{:.4g}"),
-            ("grad_norm", "gn", "{:.3g}"),
-            ("learning_rate", "lr", "{:.2e}"),
+            ("grad_norm", "gn", "{:.4g}"),
+            ("learning_rate", "lr", "{:.4g}"),
         ):
             if key in m:
                 v = m[key]
@@ -178,9 +221,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.from_triage.exists():
                 raise CliError(f"{args.from_triage}: no such file or directory")
             from doctor.cli import _settings
+            from doctor.cli_triage import parse_answers
+            from doctor.playbook import PlaybookError
 
-            spec = api.spec_from_triage(args.from_triage, _settings(args))
+            try:
+                spec = api.spec_from_triage(args.from_triage, _settings(args), parse_answers(args.answer))
+            except PlaybookError as exc:
+                raise CliError(f"--answer: {exc}") from None
         else:
+            if args.answer:
+                raise CliError("--answer answers triage questions: use it with --from-triage")
             spec = load_spec(args.spec)
         if args.override:
             extra = {}
@@ -238,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             if spec.get("overrides"):
-                print("  overrides: " + ", ".join(f"{k}={v}" for k, v in spec["overrides"].items()), file=sys.stderr)
+                print("  overrides: " + _pairs(spec["overrides"]), file=sys.stderr)
 
         try:
             job = api.run(spec, spec["rollout"], args.launcher, on_event=bar, on_created=created)
@@ -256,21 +306,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from doctor.jobs.api import reconcile
+    from doctor.jobs.api import JobStore, find_stores, reconcile
 
-    store = _store(args)
-    jobs = reconcile(store)
+    rollout = _rollout_arg(args)
+    if rollout is not None:
+        stores = [JobStore(rollout)]
+    else:  # the store at/above the working folder, else every store below it
+        found = find_stores(Path("."))
+        here = [s for s in found if Path.cwd().resolve().is_relative_to(s.root)]
+        stores = here[:1] or found
+    per_store = [(s, reconcile(s)) for s in stores]
     if args.format == "json":
-        print(json.dumps([j.to_dict() for j in jobs], indent=2, default=str))
+        print(json.dumps([j.to_dict() for _, js in per_store for j in js], indent=2, default=str))
         return 0
-    if not jobs:
-        print(f"no jobs in {store.path}")
+    if not stores:
+        print(
+            f"no jobs: no job store (.doctor/jobs.sqlite) at, above or below {Path.cwd()}; "
+            "a job lives in the rollout it ran on: doctor jobs list ROLLOUT"
+        )
         return 0
-    print(f"{'ID':<23} {'KIND':<8} {'STATE':<10} {'PROGRESS':<10} {'CREATED':<20} OUTPUT / ERROR")
-    for j in jobs:
-        prog = f"{j.step}/{j.max_steps}" if j.max_steps else "—"
-        tail = j.error or j.outputs.get("adapter") or j.outputs.get("eval_table") or ""
-        print(f"{j.id:<23} {j.kind:<8} {j.state:<10} {prog:<10} {_when(j.created):<20} {tail}")
+    for i, (store, jobs) in enumerate(per_store):
+        if len(per_store) > 1:
+            print(("\n" if i else "") + f"{_shown(store.root)}:")
+        if not jobs:
+            print(f"no jobs in {store.path}")
+            continue
+        print(f"{'ID':<23} {'KIND':<8} {'STATE':<10} {'PROGRESS':<10} {'CREATED':<20} OUTPUT / ERROR")
+        for j in jobs:
+            prog = f"{j.step}/{j.max_steps}" if j.max_steps else "—"
+            tail = j.error or j.outputs.get("adapter") or j.outputs.get("eval_table") or ""
+            print(f"{j.id:<23} {j.kind:<8} {j.state:<10} {prog:<10} {_when(j.created):<20} {tail}")
     return 0
 
 
@@ -285,7 +350,7 @@ def render_job(job, store) -> str:
             f"  method:    {spec.get('method')}   base: {spec.get('base_model_name') or spec.get('base_model')}"
         )
         if spec.get("overrides"):
-            lines.append("  overrides: " + ", ".join(f"{k}={v}" for k, v in spec["overrides"].items()))
+            lines.append("  overrides: " + _pairs(spec["overrides"]))
         d = spec.get("data", {})
         lines.append(f"  data:      {d.get('train')} (slices: {d.get('train_slices')})")
     else:
@@ -312,7 +377,78 @@ def render_job(job, store) -> str:
     if job.comparison:
         lines.append("")
         lines.extend(render_comparison(job.comparison))
+    if job.state == "succeeded":
+        lines.append("")
+        lines.extend(next_steps(job))
     return "\n".join(lines)
+
+
+def _current_entry(reg: dict[str, Any]) -> dict[str, Any]:
+    """The job's registry entry as the registry holds it now (a user may have promoted it since)."""
+    entry = reg.get("entry") or {}
+    try:
+        from probes.registry.store import load
+
+        now = load(Path(reg["path"])).get(entry.get("name"), entry.get("version"))
+        return {**entry, **now} if now else entry
+    except Exception:
+        return entry
+
+
+def next_steps(job) -> list[str]:
+    """What to do with a succeeded job's outputs (what the code did, and what it left to the user)."""
+    import os
+
+    spec, o = job.spec, job.outputs
+    root = Path(spec.get("rollout") or ".")
+    lines: list[str] = []
+    if job.kind == "retrain" and o.get("adapter"):
+        new = Path(o["adapter"])
+        rel = os.path.relpath(new, root)
+        lines.append(f"Next: doctor check {_shown(new)}   (the new adapter, version {o.get('version')})")
+        if o.get("registry"):
+            e = _current_entry(o["registry"])
+            rb = e.get("rollback_to")
+            reg = f"registry v{e.get('version')} is {json.dumps(e.get('status'))}" + (
+                f" (rollback_to v{rb})" if rb else ""
+            )
+            if e.get("status") != "active":
+                reg += '; mark it "active" in registry.yaml once it checks out'
+        elif o.get("registry_error"):
+            reg = f"not registered ({o['registry_error']})"
+        else:
+            reg = "not registered (register: false)"
+        lines.append(f"  {reg}")
+        current = _manifest_adapter(root)
+        if current is not None and current.resolve() == new.resolve():
+            lines.append("  rollout.toml [[adapters]] already points at it: it is the rollout's adapter")
+        else:
+            was = f" (now {os.path.relpath(current, root)})" if current is not None else ""
+            lines.append(
+                f'  rollout.toml [[adapters]] path is unchanged{was}: set it to "{rel}" (version = {o.get("version")})'
+                " to make it the rollout's adapter"
+            )
+    elif job.kind == "reeval" and o.get("eval_table"):
+        lines.append(
+            f"Next: doctor check {_shown(o.get('out_dir'))}   (re-probes the new eval table with the baseline)"
+        )
+        lines.append(
+            f"  to make {_shown(o['eval_table'])} the rollout's candidate table, copy it into its eval/ folder"
+            " and list it under [eval] candidates in rollout.toml"
+        )
+    if lines and not Path.cwd().resolve().is_relative_to(root.resolve()):
+        lines.append(f"  this job again: doctor jobs show {job.id} --rollout {_shown(root)}")
+    return lines
+
+
+def _manifest_adapter(root: Path) -> Path | None:
+    try:
+        from doctor.manifest import read_manifest, resolve
+
+        adapters = read_manifest(root / "rollout.toml").get("adapters") or []
+        return resolve(root, adapters[0]["path"]) if adapters else None
+    except Exception:
+        return None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -353,7 +489,7 @@ def _event_line(e: dict[str, Any]) -> str:
     body = {k: v for k, v in e.items() if k not in ("seq", "ts", "event", "traceback")}
     if "message" in body and len(body) == 1:
         return f"{t} {kind:<9} {body['message']}"
-    return f"{t} {kind:<9} " + " ".join(f"{k}={v}" for k, v in body.items() if not isinstance(v, (dict, list)))
+    return f"{t} {kind:<9} " + " ".join(f"{k}={_num(v)}" for k, v in body.items() if not isinstance(v, (dict, list)))
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

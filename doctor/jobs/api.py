@@ -47,6 +47,7 @@ __all__ = [
     "cancel",
     "estimate_vram",
     "find_store",
+    "find_stores",
     "launch",
     "reconcile",
     "resume",
@@ -217,21 +218,49 @@ def reconcile(store: JobStore) -> list[Job]:
     return store.list_jobs()
 
 
-def find_store(job_id: str, start: Path | str = ".") -> JobStore:
-    """The store holding `job_id`: the rollout at/under `start` whose .doctor/jobs.sqlite knows it."""
+_SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
+
+
+def find_stores(start: Path | str = ".") -> list[JobStore]:
+    """Job stores at/above `start` (nearest first), then below it (sorted); VCS/venv/cache folders are skipped."""
     start = Path(start).resolve()
-    candidates = [start, *start.parents]
-    for d in candidates:
-        if (d / ".doctor" / "jobs.sqlite").is_file():
-            try:
-                JobStore(d).get(job_id)
-                return JobStore(d)
-            except KeyError:
-                pass
-    for db in sorted(start.rglob(".doctor/jobs.sqlite")):
-        try:
-            JobStore(db.parent.parent).get(job_id)
-            return JobStore(db.parent.parent)
-        except KeyError:
+    found: list[Path] = [d for d in (start, *start.parents) if (d / ".doctor" / "jobs.sqlite").is_file()]
+    below: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(start):
+        here = Path(dirpath)
+        if here.name == ".doctor":
+            if "jobs.sqlite" in filenames and here.parent != start:
+                below.append(here.parent)
+            dirnames[:] = []
             continue
-    raise KeyError(f"no job {job_id!r} under {start} (use --rollout PATH)")
+        dirnames[:] = [d for d in dirnames if d not in _SKIP_DIRS]
+    return [JobStore(d) for d in [*found, *sorted(below)]]
+
+
+def find_store(job_id: str, start: Path | str = ".") -> JobStore:
+    """The store holding `job_id`: the rollout at/above `start`, then under it, whose .doctor/jobs.sqlite knows it.
+
+    KeyError (the message names the stores searched and suggests --rollout) when none does.
+    """
+    start = Path(start).resolve()
+    stores = find_stores(start)
+    ambiguous = None
+    for store in stores:
+        try:
+            store.get(job_id)
+            return store
+        except KeyError as exc:
+            if "ambiguous" in str(exc.args[0]):
+                ambiguous = ambiguous or str(exc.args[0])
+    if ambiguous:
+        raise KeyError(ambiguous)
+    if not stores:
+        searched = "no job store (.doctor/jobs.sqlite) at, above or below it"
+    else:
+        names = [str(s.path) for s in stores[:5]]
+        more = f" and {len(stores) - 5} more" if len(stores) > 5 else ""
+        searched = f"searched {len(stores)} job store(s): {', '.join(names)}{more}"
+    raise KeyError(
+        f"no job {job_id!r} found from {start} ({searched}); a job lives in the .doctor/ folder of the rollout it "
+        "ran on: add --rollout PATH (that rollout's folder)"
+    )

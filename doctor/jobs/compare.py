@@ -270,9 +270,15 @@ def render_comparison(c: dict[str, Any]) -> list[str]:
     tr = c.get("training")
     if tr:
         lines.append(
-            f"  training: final loss {tr.get('final_loss')}, first non-finite step {tr.get('first_non_finite_step')}"
+            f"  training: final loss {_g(tr.get('final_loss'))}, "
+            f"first non-finite step {_g(tr.get('first_non_finite_step'))}"
         )
     return lines
+
+
+def _g(v: Any) -> str:
+    """4 significant digits for floats (0.1591); ints, None and strings (non-finite values) as they are."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
 def _pc(v: float | None) -> str:

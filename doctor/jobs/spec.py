@@ -229,6 +229,31 @@ def _rel(root: Path, value: str | None) -> str | None:
     return str(p.resolve()) if p is not None else None
 
 
+def _manifest_path(root: Path, table: str, key: str, value: str | None, want: str) -> str | None:
+    """A manifest path made absolute; a SpecError that says where it came from when it points nowhere.
+
+    `want` is "config.json" (a model folder), "adapter_config.json" (an adapter folder) or "file".
+    """
+    resolved = _rel(root, value)
+    if resolved is None:
+        return None
+    p = Path(resolved)
+    ok = p.is_file() if want == "file" else (p / want).is_file()
+    if ok:
+        return resolved
+    what = "is not a file" if want == "file" else f"has no {want}"
+    field = key.split(".")[-1]
+    if Path(value).expanduser().is_absolute():  # type: ignore[arg-type]
+        where, hint = f"{resolved}", f"edit {field} in the manifest"
+    else:
+        where = f"resolves to {resolved}"
+        hint = (
+            "the manifest's paths are relative to its folder: copy the rollout together with what they point to "
+            f"— for a demo rollout, the whole fixtures/ folder — or edit {field}"
+        )
+    raise SpecError(f"{root / 'rollout.toml'}: [{table}] {field} {json.dumps(value)} {where}, which {what} ({hint})")
+
+
 def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[str, Any]:
     """A validated spec for a playbook job action `{kind: retrain|reeval, overrides: {...}}` on a rollout.
 
@@ -248,10 +273,11 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
         raise SpecError(f"overrides: {exc}") from None
     m = _manifest(root)
     ro = m.get("rollout", {})
-    base = _rel(root, ro.get("base_model"))
+    base = _manifest_path(root, "rollout", "base_model", ro.get("base_model"), "config.json")
     if not base:
         raise SpecError(f"{root}/rollout.toml: [rollout] base_model is missing")
     ev = m.get("eval", {})
+    eval_set = _manifest_path(root, "eval", "eval_set", ev.get("eval_set"), "file")
     adapters = m.get("adapters") or []
     spec: dict[str, Any] = {
         "schema": SCHEMA,
@@ -266,8 +292,10 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
         quant = (m.get("recipe") or {}).get("quantization") if ro.get("method") == "qlora" else None
         spec.update(
             {
-                "adapter": _rel(root, first["path"]) if first else None,
-                "eval_set": _rel(root, ev.get("eval_set")),
+                "adapter": _manifest_path(root, "adapters", "path", first["path"], "adapter_config.json")
+                if first
+                else None,
+                "eval_set": eval_set,
                 "variant": ro.get("method", "lora") if first else "base",
                 "quantization": quant,
             }
@@ -289,7 +317,8 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
     if method == "lora":
         new.pop("quantization", None)
     train = data.get("train")
-    train_abs = _rel(root, train) if train and train == data_tbl.get("train") else train
+    from_manifest = bool(train) and train == data_tbl.get("train")
+    train_abs = _manifest_path(root, "data", "train", train, "file") if from_manifest else train
     spec.update(
         {
             "method": method,
@@ -300,7 +329,7 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
                 "train_slices": data.get("train_slices", "all"),
                 **({"mix": data["mix"]} if data.get("mix") else {}),
             },
-            "eval": {"eval_set": _rel(root, ev.get("eval_set"))} if ev.get("eval_set") else {},
+            "eval": {"eval_set": eval_set} if eval_set else {},
             "adapter_name": adapters[0]["name"] if adapters else DEFAULT_ADAPTER_NAME,
         }
     )
@@ -309,18 +338,31 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
     return validate_spec(spec)
 
 
-def spec_from_triage(rollout_root: Path | str, settings: Any = None) -> dict[str, Any]:
-    """Triage the rollout and build the spec of the first job action of the top diagnosis."""
+def spec_from_triage(
+    rollout_root: Path | str, settings: Any = None, answers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Triage the rollout and build the spec of the first job action of the top diagnosis.
+
+    `answers` ({NODE or PLAYBOOK.NODE: CHOICE}) answer the triage's questions, as `doctor triage --answer`.
+    """
     from doctor.config import Settings
     from doctor.triage import run_triage
 
     root = Path(rollout_root).resolve()
-    results = run_triage([root], settings or Settings())
+    results = run_triage([root], settings or Settings(), answers or None)
     for rt in results:
         for a in rt.triage.actions:
             if a.get("kind") == "job" and a.get("job"):
                 spec = spec_from_action(rt.root, a["job"])
                 spec["source"] = {"triage": rt.triage.leaf, "action": a["job"], "text": a.get("text", "")}
+                if answers:
+                    spec["source"]["answers"] = dict(answers)
                 return spec
     leaf = results[0].triage.leaf if results else "?"
-    raise SpecError(f"triage of {root} ended at {leaf!r} with no job action; nothing to run")
+    msg = f"triage of {root} ended at {leaf!r} with no job action; nothing to run"
+    open_qs = [s for rt in results for s in rt.triage.path if s.how == "pending"]
+    if open_qs:
+        q = open_qs[0]
+        choices = "|".join(q.choices) if q.choices else "CHOICE"
+        msg += f" (unanswered: {q.node} — {q.question}; answer it with --answer {q.node}={choices})"
+    raise SpecError(msg)

@@ -10,7 +10,8 @@ save(reg)                                    # temp file in the same folder + fs
 entry = add_version(Path("registry.yaml"), {"name": "support-bot", "path": "adapters/v2"})
 # → version = previous max + 1, rollback_to = the active version (else the latest), status = canary,
 #   sha256 of <path>/adapter_model.safetensors when the file exists, created = now (UTC);
-#   creates the file when it does not exist; serialized with an flock on registry.yaml.lock.
+#   creates the file when it does not exist; serialized with an flock on registry.yaml.lock
+#   (removed after each write).
 ```
 Unknown top-level and per-entry keys survive a rewrite (comments do not: YAML has no round-trip here).
 """
@@ -183,18 +184,38 @@ def sha256_of(path: Path) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path):
+    """An exclusive flock on `<registry>.lock`, removed again on the way out (no lock file is left behind).
+
+    Removing it while holding the lock is safe because a locker checks, once it holds the lock, that the file
+    it locked is still the one at the path (same inode); a waiter that locked a removed file retries.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
+    lock = path.with_name(path.name + ".lock")
+    while True:
+        fh = open(lock, "a")  # noqa: SIM115 - closed below on every path
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                same = os.path.samestat(os.fstat(fh.fileno()), os.stat(lock))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            fh.close()
+            raise
+        if same:
+            break
+        fh.close()  # the holder before us removed this file: lock the current one
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock)
+        fh.close()  # closing releases the flock, after the file is gone
 
 
 def add_version(registry_path: Path, entry: dict[str, Any]) -> dict[str, Any]:
