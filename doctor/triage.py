@@ -165,8 +165,11 @@ def render_console(results: list[RolloutTriage]) -> str:
                 if a["kind"] == "job":
                     job = a.get("job") or {}
                     over = ", ".join(f"{k}={describe(v)}" for k, v in (job.get("overrides") or {}).items())
+                    # The user's answers led here: the job command must repeat them to reach the same leaf.
+                    answers = "".join(f" --answer {s.node}={s.answer}" for s in t.path if s.how == "user")
                     lines.append(
-                        f"      doctor jobs run --from-triage {display_path(rt.root)}   # {job.get('kind')} {over}"
+                        f"      doctor jobs run --from-triage {display_path(rt.root)}{answers}"
+                        f"   # {job.get('kind')} {over}".rstrip()
                     )
         lines.append("")
     return "\n".join(lines)
