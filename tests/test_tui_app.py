@@ -61,9 +61,10 @@ async def test_first_paint_before_scan_then_fills_in(world: Path, monkeypatch):
         release.set()
         await settle(pilot)
         table = app.screen.query_one(FindingsTable)
-        assert app.report is not None and table.row_count == len(app.report.findings) >= 5
+        assert app.report is not None and table.row_count == len(app.report.findings) >= 3
+        counts = app.report.counts()
         text = screen_text(app)
-        assert "✗ 1 error" in text and "! 4 warnings" in text
+        assert "✗ 1 error" in text and f"! {counts['warning']} warnings" in text
 
 
 async def test_filter_sort_and_select_finding_shows_its_plot(world: Path):
@@ -95,7 +96,8 @@ async def test_filter_sort_and_select_finding_shows_its_plot(world: Path):
         # severity filter word
         await pilot.press("slash", *"sev:warning", "enter")
         await pilot.pause(0.3)
-        assert table.row_count == 4 and {r.severity for r in table.shown_rows} == {"warning"}
+        warnings = app.report.counts()["warning"]
+        assert warnings and table.row_count == warnings and {r.severity for r in table.shown_rows} == {"warning"}
         await pilot.press("escape")
         # sort cycles columns
         await pilot.press("s")
@@ -114,14 +116,74 @@ async def test_artifact_tree_filters_to_an_artifact(world: Path):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         tree = app.screen.query_one("#tree")
+        assert tree.display  # wide: the tree shows
         labels = [str(n.label) for n in tree.root.children]
         assert labels == ["✗ training_log (2)"]
-        leaf = next(n for n in tree.root.children[0].children if n.data == "clean/trainer_log.jsonl")
-        assert str(leaf.label).startswith("!")
+        leaf = next(n for n in tree.root.children[0].children if n.data == "unstable/trainer_log.jsonl")
+        assert str(leaf.label).startswith("✗")
         tree.select_node(leaf)
         await pilot.pause(0.3)
         table = app.screen.query_one(FindingsTable)
-        assert table.row_count == 1 and table.current().finding.rule == "TRN008"
+        on_it = [f for f in app.report.findings if f.path.parent.name == "unstable"]
+        assert table.row_count == len(on_it) and table.current().finding.rule == "TRN001"
+
+
+async def test_tree_groups_rollouts_and_hides_when_narrow(tmp_path: Path):
+    """Several rollouts: rollout → kind → the path inside the rollout, so leaves read apart when narrow;
+    below 100 columns the tree starts hidden (t shows it)."""
+    root = _demo_copies(tmp_path, "corrupt", "healthy")
+    app = make_app([root], Settings())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        tree = app.screen.query_one("#tree")
+        rollouts = [str(n.label) for n in tree.root.children]
+        assert rollouts == ["✗ corrupt/", "✓ healthy/"], rollouts
+        corrupt = tree.root.children[0]
+        kinds = {str(k.label).split(" ", 1)[1].split(" (")[0]: k for k in corrupt.children}
+        leaves = [str(leaf.label)[2:] for leaf in kinds["training_log"].children]
+        assert "train/trainer_state.json" in leaves, leaves  # short, distinctive leaf names
+        assert all(leaf.data.startswith("corrupt/") for leaf in kinds["training_log"].children)
+    app = make_app([root], Settings())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        tree = app.screen.query_one("#tree")
+        assert not tree.display
+        await pilot.press("t")
+        assert tree.display
+
+
+async def test_findings_show_their_locator(tmp_path: Path):
+    """Two findings of one rule on one file differ by locator: a column when wide, the end of the title
+    when narrow."""
+    from doctor.model import Finding, Report, Severity
+
+    path = Path("/synthetic/corrupt/adapter/adapter_config.json")
+    findings = [
+        Finding(
+            rule="ADP003",
+            severity=Severity.ERROR,
+            title="adapter_config.json field invalid",
+            message="m",
+            path=path,
+            locator=loc,
+        )
+        for loc in ("/r", "/target_modules")
+    ]
+    report = Report(targets=[Path("/synthetic")], artifacts=[], findings=findings)
+    for size, wide in (((150, 40), True), ((80, 24), False)):
+        app = make_app([Path("/synthetic")], Settings(), report=report)
+        async with app.run_test(size=size) as pilot:
+            await settle(pilot)
+            table = app.screen.query_one(FindingsTable)
+            assert table.wide is wide
+            lines = screen_text(app).splitlines()
+            header = next(ln for ln in lines if "severity" in ln and "rule" in ln)
+            assert ("where" in header) is wide
+            rows = [ln.lstrip("▕ ") for ln in lines if "✗ error" in ln and "ADP003" in ln]
+            assert len(rows) == 2 and rows[0] != rows[1]
+            assert "/r" in rows[0] + rows[1] and "/target_modules" in rows[0] + rows[1]
+            if not wide:
+                assert any(r.rstrip().endswith("(/target_modules)") for r in rows), rows
 
 
 async def test_playbook_walk_answer_and_undo(world: Path):
@@ -135,7 +197,10 @@ async def test_playbook_walk_answer_and_undo(world: Path):
         assert screen.triage.pending is not None
         assert screen.triage.pending.node == "user_reports_regression"
         text = screen_text(app)
-        assert "Do users still see a regression" in text and "1. yes" in text and "training_unstable" in text
+        assert "Do users still see a regression" in text and "1. yes" in text
+        # answers read as the question, then the answer (no "no  artifacts_readable: Are any … unreadable")
+        assert "Did training become unstable" in text and "? → no" in text
+        assert "no  artifacts_readable" not in text
         # answer with a key: "1" = yes → prompt/policy diagnosis with a re-eval job action
         await pilot.press("1")
         await settle(pilot)
@@ -162,26 +227,62 @@ async def test_playbook_evidence_at_each_node(world: Path):
         await pilot.press("p")
         await settle(pilot)
         text = screen_text(app)
-        assert "yes training_unstable" in text and "TRN001 Non-finite loss" in text
+        assert "Did training become unstable" in text and "? → yes" in text and "TRN001 Non-finite loss" in text
         assert "Likely causes" in text
         assert app.screen.triage.causes
 
 
+async def test_export_format_choice_renames_default_file(world: Path, tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    app = make_app([world], Settings())
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        formats = app.screen.query_one("#export-format")
+        box = app.screen.query_one("#export-path")
+        md = next(i for i in range(formats.option_count) if formats.get_option_at_index(i).id == "markdown")
+        formats.highlighted = md
+        await pilot.pause()
+        assert box.value == "doctor-report.md"
+        assert "markdown →" in str(app.screen.query_one("#export-status").render())
+        await pilot.press("enter", "enter")
+        await pilot.pause()
+        written = tmp_path / "doctor-report.md"
+        assert written.read_text().strip() and app.screen.id == "overview"
+        assert any(str(written.resolve()) in n.message for n in app._notifications)
+        # a name the user typed is kept when the format changes
+        await pilot.press("e")
+        await pilot.pause()
+        box = app.screen.query_one("#export-path")
+        box.value = "mine.txt"
+        app.screen.query_one("#export-format").highlighted = 0
+        await pilot.pause()
+        assert box.value == "mine.txt"
+
+
 async def test_export_writes_each_format(world: Path, tmp_path: Path):
     app = make_app([world], Settings())
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
         await settle(pilot)
         await pilot.press("e")
         await pilot.pause()
         assert app.screen.id == "export"
+        formats = app.screen.query_one("#export-format")
         box = app.screen.query_one("#export-path")
+        assert app.focused is formats  # enter does not write at once: the format is picked first
+        assert box.value == "doctor-report.json"
         out = tmp_path / "out" / "report.json"
         box.value = str(out)
+        await pilot.press("enter")  # format chosen (json): on to the file name
+        await pilot.pause()
+        assert app.focused is box and not out.exists()
         await pilot.press("enter")
         await pilot.pause()
         data = json.loads(out.read_text())
         assert data["schema"] == "peft-doctor/report/1" and data["summary"]["error"] == 1
         assert app.screen.id == "overview"
+        assert any(str(out.resolve()) in n.message for n in app._notifications)  # the toast names the path
         from doctor.tui.screens.export import write_report
 
         for fmt in ("sarif", "junit", "markdown", "console", "gitlab", "github"):
@@ -220,6 +321,67 @@ async def test_help_lists_every_key_and_palette_offers_every_action(world: Path)
         await settle(pilot)
         titles = {cmd.help for cmd in app.get_system_commands(app.screen)}
         assert all(c.help in titles for c in COMMANDS if c.scope == "playbook")
+        # palette entries: a short title and a longer description, never the same text twice; one help
+        cmds = list(app.get_system_commands(app.screen))
+        assert all(cmd.title != cmd.help for cmd in cmds), [c.title for c in cmds if c.title == c.help]
+        assert "Keys" not in {cmd.title for cmd in cmds} and "Help" in {cmd.title for cmd in cmds}
+
+
+async def test_help_has_watch_section_and_uncut_keys(world: Path):
+    from rich.console import Console
+
+    from doctor.tui.screens.help import help_table
+
+    console = Console(width=76, record=True)
+    console.print(help_table())
+    rendered = console.export_text()
+    assert "Watch mode (w)" in rendered and "◉ watching" in rendered
+    assert "enter (tree)" in rendered and "click header" in rendered and "↑ ↓ / click" in rendered
+
+
+async def test_footers_fit_80_columns(world: Path):
+    """At 80 columns every screen's footer shows all its keys, quit included, and ends cleanly."""
+    app = make_app([world / "unstable"], Settings(), job_poll_s=0.1)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        expected = {
+            "overview": ["/ Filter", "p Playbook", "j Jobs", "w Watch", "e Export", "r Rescan", "? Help", "q Quit"],
+            "playbook": ["esc Back", "[ Prev", "] Next", "l Launch", "u Undo", "j Jobs", "? Help", "q Quit"],
+            "jobs": ["esc Back", "c Cancel job", "p Playbook", "? Help", "q Quit"],
+        }
+        for key in (None, "p", "j"):
+            if key:
+                await pilot.press(key)
+                await settle(pilot)
+            footer = screen_text(app).splitlines()[-1]
+            for label in expected[app.screen.id]:
+                assert label in footer, (app.screen.id, footer)
+            assert footer.rstrip().endswith("^p Commands"), footer
+        # keys left out of a footer still work
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("p")
+        await settle(pilot)
+        await pilot.press("w")  # watch from the playbook: hidden there, still bound
+        await pilot.pause()
+        assert app.watching
+
+
+async def test_playbook_actions_visible_at_80x24(tmp_path: Path):
+    root = _demo_copies(tmp_path, "corrupt")
+    app = make_app([root / "corrupt"], Settings())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        await pilot.pause(0.2)
+        screen = app.screen
+        assert any(a["kind"] == "job" for a in screen.actions)
+        # the job to launch is on screen without scrolling by hand (the side pane scrolls to it)
+        assert await wait_for(pilot, lambda: "▶ retrain" in screen_text(app), timeout=10), screen_text(app)
+        assert "Actions" in screen_text(app)
+        assert app.focused is screen.query_one("#actions")
+        assert screen.selected_action()["kind"] == "job"
 
 
 async def test_footer_keys_all_work(world: Path):
@@ -258,6 +420,59 @@ async def test_watch_notifies_on_new_error(world: Path):
         assert not app.watching
 
 
+async def test_watch_reports_nothing_already_in_the_scan(world: Path):
+    """Starting watch reads the logs once as a baseline: no finding the scan has is added again."""
+    app = make_app([world], Settings(), watch_interval=0.05)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        before = len(app.report.findings)
+        await pilot.press("w")
+        await pilot.pause(1.0)
+        assert app.watching and len(app.report.findings) == before
+        assert not any(n.title == "New error" for n in app._notifications)
+
+
+async def test_watch_skips_event_files_of_a_trainer_state_run(tmp_path: Path):
+    """A TensorBoard file beside trainer_state.json is the same run (doctor check marks it ✓): watch
+    does not follow it, so its findings are not re-found there."""
+    from doctor.tui.watching import training_logs
+
+    root = _demo_copies(tmp_path, "diverged")
+    app = make_app([root], Settings(), watch_interval=0.05)
+    async with app.run_test(size=(100, 32), notifications=True) as pilot:
+        await settle(pilot)
+        logs = training_logs(app.report)
+        assert logs and not any(p.name.startswith("events.out.tfevents") for p in logs)
+        assert any(a.path.name.startswith("events.out.tfevents") for a in app.report.artifacts)
+        counts = dict(app.report.counts())
+        await pilot.press("w")
+        await pilot.pause(1.5)
+        assert app.watching and dict(app.report.counts()) == counts
+        assert not any(n.title == "New error" for n in app._notifications)
+
+
+async def test_rescan_keeps_watching(world: Path):
+    app = make_app([world / "clean"], Settings(), watch_interval=0.1)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("w")
+        await pilot.pause()
+        assert app.watching and "◉ watching" in screen_text(app)
+        await pilot.press("r")
+        await settle(pilot)
+        assert app.scans == 2
+        assert app.watching and "◉ watching" in screen_text(app)
+        # still following: a new error after the rescan is reported once
+        before = len(app.report.findings)
+        with (world / "clean" / "trainer_log.jsonl").open("a") as fh:
+            for s in range(121, 141):
+                fh.write(json.dumps({"current_steps": s, "loss": float("nan"), "grad_norm": 1.0}) + "\n")
+        assert await wait_for(pilot, lambda: len(app.report.findings) > before, timeout=20)
+        await pilot.press("w")
+        await pilot.pause()
+        assert not app.watching and "◉ watching" not in screen_text(app)
+
+
 def _fake_job(root: Path, state: str, **fields):
     from doctor.jobs.store import JobStore
 
@@ -286,6 +501,13 @@ async def test_jobs_screen_shows_progress_loss_and_comparison(world: Path):
         text = screen_text(app)
         assert ok, text
         assert jid[:12] in text and "✓ succeeded" in text and "100%" in text
+        # each cell sits under its column's header
+        table = app.screen.query_one("#jobs-table")
+        heads = [str(c.label) for c in table.ordered_columns]
+        assert heads == ["job", "kind", "rollout", "state", "progress", "ETA"]
+        row = dict(zip(heads, (str(c) for c in table.get_row_at(0))))
+        assert row["job"] == jid and row["kind"] == "reeval" and row["state"] == "✓ succeeded"
+        assert row["progress"].endswith("100%") and row["rollout"] == "clean"
         assert "accuracy" in text and "+0.2" in text
         assert "hello from the worker" in text
         assert "loss" in _plain(app.screen.query_one("#job-loss"))
@@ -352,6 +574,23 @@ def _demo_copy(tmp_path: Path, scenario: str) -> Path:
     return dst
 
 
+def _demo_copies(tmp_path: Path, *scenarios: str) -> Path:
+    """Copies of demo rollouts side by side; returns the folder that holds them."""
+    for scenario in scenarios:
+        src = _demo_copy(tmp_path, scenario) if scenario == scenarios[0] else None
+        if src is None:
+            import shutil
+
+            from conftest import FIXTURES
+
+            shutil.copytree(
+                FIXTURES / "rollouts" / scenario,
+                tmp_path / "fixtures" / "rollouts" / scenario,
+                ignore=shutil.ignore_patterns(".doctor"),
+            )
+    return tmp_path / "fixtures" / "rollouts"
+
+
 @pytest.mark.slow
 async def test_launch_reeval_job_on_demo_world_and_see_it_complete(tmp_path: Path):
     root = _demo_copy(tmp_path, "healthy")
@@ -406,7 +645,9 @@ async def test_watch_fallback_without_log_watcher(world: Path):
     known = {watching.key(f) for f in report.findings}
     got: list = []
     stop = threading.Event()
-    t = threading.Thread(target=watching._poll_checks, args=([log], Settings(), known, got.extend, stop, 0.05))
+    t = threading.Thread(
+        target=watching._poll_checks, args=([log], Settings(), got.extend, stop, 0.05), kwargs={"known": known}
+    )
     t.start()
     try:
         time.sleep(0.2)

@@ -163,6 +163,8 @@ class DoctorApp(App):
         self.scans += 1
         if self.overview.ready:
             self.overview.load(msg.report)
+        if self.watching:  # a rescan while watching: keep watching, from the new report as baseline
+            self._start_watch(quiet=True)
         self.refresh_bindings()
 
     def on_scan_failed(self, msg: ScanFailed) -> None:
@@ -255,54 +257,73 @@ class DoctorApp(App):
         self.refresh_bindings()
         self.start_scan()
 
+    @property
+    def state_label(self) -> str:
+        """What the summary bar says about the app's modes when nothing else is going on."""
+        return "◉ watching" if self.watching else ""
+
     def action_toggle_watch(self) -> None:
         if self.watching:
             self.watching = False
             self._stop_watch.set()
             self.notify("watch mode off", timeout=2)
-            self.overview.show_summary("")
+            self.overview.show_summary()
             return
+        self._start_watch()
+
+    def _start_watch(self, quiet: bool = False) -> None:
+        """(Re)start following the report's training logs. What the logs hold now is the baseline: only
+        findings that appear after this are reported."""
         from doctor.tui.watching import training_logs
 
+        self._stop_watch.set()
         logs = training_logs(self.report) if self.report else []
         if not logs:
+            self.watching = False
             self.notify("no training logs to watch", severity="warning")
+            self.overview.show_summary()
             return
         self.watching = True
         self._stop_watch = threading.Event()
         self._watch(logs, self._stop_watch)
-        self.notify(f"watching {len(logs)} training log(s) for new errors", timeout=3)
-        self.overview.show_summary("◉ watching")
+        if not quiet:
+            self.notify(f"watching {len(logs)} training log(s) for new findings", timeout=3)
+        self.overview.show_summary()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="watch")
     def _watch(self, logs: list[Path], stop: threading.Event) -> None:
-        from doctor.tui.watching import follow, key
+        from doctor.tui.watching import follow
 
-        known = {key(f) for f in (self.report.findings if self.report else [])}
-        follow(logs, self.settings, known, lambda new: self.post_message(NewFindings(new)), stop, self.watch_interval)
+        follow(logs, self.settings, lambda new: self.post_message(NewFindings(new)), stop, self.watch_interval)
 
     def on_new_findings(self, msg: NewFindings) -> None:
-        if self.report is None:
+        from doctor.tui.watching import already_known
+
+        if self.report is None or not self.watching:
+            return  # a rescan is running (it reads the logs afresh), or watching was switched off
+        new = already_known(self.report, self.roots(), msg.findings)
+        if not new:
             return
-        self.report.findings.extend(msg.findings)
-        errors = [f for f in msg.findings if f.severity is Severity.ERROR]
+        self.report.findings.extend(new)
+        errors = [f for f in new if f.severity is Severity.ERROR]
         for f in errors[:3]:
             self.notify(f"{f.rule} {f.title}: {f.message[:120]}", title="New error", severity="error", timeout=8)
-        if msg.findings and not errors:
-            self.notify(f"{len(msg.findings)} new finding(s)", timeout=3)
+        if not errors:
+            self.notify(f"{len(new)} new finding(s)", timeout=3)
         self.overview.load(self.report)
-        if self.watching:
-            self.overview.show_summary("◉ watching")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "watch" and event.state == WorkerState.ERROR:
             self.watching = False
             self.notify(f"watch stopped: {event.worker.error}", severity="error")
+            if self.overview.ready:
+                self.overview.show_summary()
 
     # ----------------------------------------------------------------------------- command palette
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's "Keys" panel duplicates our Help screen (which lists every key by screen)
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
         scopes = {"app"}
         scope = getattr(screen, "SCOPE", "overview" if isinstance(screen, OverviewScreen) else None)
         if scope:
@@ -310,9 +331,7 @@ class DoctorApp(App):
         for c in COMMANDS:
             if c.scope in scopes and c.action != "quit":
                 target = screen if c.scope != "app" else self
-                yield SystemCommand(
-                    c.description if c.show else c.help.split(";")[0], c.help, partial(self._run, c.action, target)
-                )
+                yield SystemCommand(c.title, c.help, partial(self._run, c.action, target))
 
     def _run(self, action: str, target: Any) -> None:
         self.call_later(self.run_action, action, target)

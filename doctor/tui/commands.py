@@ -1,4 +1,8 @@
-"""One command table feeds the key bindings, the help screen and the command palette."""
+"""One command table feeds the key bindings, the help screen and the command palette.
+
+Footers stay within 80 columns: an app-wide command shows in the footer only on the screens named in
+its `footer`; elsewhere the screen re-binds its key hidden (the key still works, and help and the
+palette still list it)."""
 
 from __future__ import annotations
 
@@ -16,6 +20,12 @@ class Command:
     help: str  # help screen + command palette text
     show: bool = True
     key_display: str | None = None
+    name: str = ""  # command palette title (default: description)
+    footer: tuple[str, ...] = ("overview", "playbook", "jobs")  # app scope: screens whose footer shows it
+
+    @property
+    def title(self) -> str:
+        return self.name or self.description
 
     @property
     def id(self) -> str:
@@ -35,32 +45,107 @@ class Command:
 
 COMMANDS: tuple[Command, ...] = (
     Command("app", "question_mark", "help", "Help", "List every key and what it does", key_display="?"),
-    Command("app", "p", "playbook", "Playbook", "Walk the triage playbook for the selected rollout"),
-    Command("app", "j", "jobs", "Jobs", "Show corrective jobs: progress, live loss, log tail, cancel"),
-    Command("app", "w", "toggle_watch", "Watch", "Follow growing training logs; notify on new error findings"),
-    Command("app", "e", "export", "Export", "Write the report to a file in any format"),
-    Command("app", "r", "rescan", "Rescan", "Scan the rollout again"),
+    Command(
+        "app",
+        "p",
+        "playbook",
+        "Playbook",
+        "Walk the triage playbook for the selected rollout",
+        footer=("overview", "jobs"),
+    ),
+    Command(
+        "app",
+        "j",
+        "jobs",
+        "Jobs",
+        "Show corrective jobs: progress, live loss, log tail, cancel",
+        footer=("overview", "playbook"),
+    ),
+    Command(
+        "app",
+        "w",
+        "toggle_watch",
+        "Watch",
+        "Follow growing training logs; notify on findings new since watching began",
+        name="Watch mode on/off",
+        footer=("overview",),
+    ),
+    Command(
+        "app", "e", "export", "Export", "Write the report to a file in any format", name="Export", footer=("overview",)
+    ),
+    Command("app", "r", "rescan", "Rescan", "Scan the rollout again", footer=("overview",)),
     Command("app", "q", "quit", "Quit", "Quit peft-doctor"),
     Command("overview", "slash", "filter", "Filter", "Filter findings (words, sev:error, rule:TRN*)", key_display="/"),
     Command(
-        "overview", "s", "cycle_sort", "Sort", "Sort findings by the next column (severity, rule, artifact, title)"
+        "overview",
+        "s",
+        "cycle_sort",
+        "Sort",
+        "Sort findings by the next column (severity, rule, artifact, title)",
+        show=False,
+        name="Sort findings",
     ),
-    Command("overview", "S", "reverse_sort", "Reverse", "Reverse the sort order", show=False),
-    Command("overview", "escape", "clear_filter", "Clear", "Clear the filter and show every finding", show=False),
-    Command("overview", "t", "toggle_tree", "Tree", "Show or hide the artifact tree", show=False),
+    Command("overview", "S", "reverse_sort", "Reverse", "Reverse the sort order", show=False, name="Reverse sort"),
+    Command(
+        "overview",
+        "escape",
+        "clear_filter",
+        "Clear",
+        "Clear the filter and show every finding",
+        show=False,
+        name="Clear filter",
+    ),
+    Command("overview", "t", "toggle_tree", "Tree", "Show or hide the artifact tree", show=False, name="Artifact tree"),
     Command("playbook", "escape", "back", "Back", "Back to the findings"),
-    Command("playbook", "left_square_bracket", "rollout(-1)", "Prev", "Previous rollout", key_display="["),
-    Command("playbook", "right_square_bracket", "rollout(1)", "Next", "Next rollout", key_display="]"),
-    Command("playbook", "l", "launch", "Launch job", "Launch the selected job action (asks for confirmation)"),
-    Command("playbook", "u", "undo_answer", "Undo", "Take back the last answer you gave"),
+    Command(
+        "playbook",
+        "left_square_bracket",
+        "rollout(-1)",
+        "Prev",
+        "Triage the previous rollout",
+        key_display="[",
+        name="Previous rollout",
+    ),
+    Command(
+        "playbook",
+        "right_square_bracket",
+        "rollout(1)",
+        "Next",
+        "Triage the next rollout",
+        key_display="]",
+        name="Next rollout",
+    ),
+    Command(
+        "playbook", "l", "launch", "Launch", "Launch the selected job action (asks for confirmation)", name="Launch job"
+    ),
+    Command("playbook", "u", "undo_answer", "Undo", "Take back the last answer you gave", name="Undo answer"),
     Command("jobs", "escape", "back", "Back", "Back to the findings"),
     Command("jobs", "c", "cancel_job", "Cancel job", "Cancel the selected job"),
-    Command("jobs", "g", "refresh_jobs", "Refresh", "Reload the job list now", show=False),
+    Command("jobs", "g", "refresh_jobs", "Refresh", "Reload the job list now", show=False, name="Refresh jobs"),
 )
 
 
 def bindings(scope: str) -> list[Binding]:
-    return [c.binding() for c in COMMANDS if c.scope == scope]
+    """The scope's own bindings; for a screen scope also hidden re-bindings of the app commands its
+    footer leaves out (the innermost binding of a key decides whether the footer shows it)."""
+    own = [c.binding() for c in COMMANDS if c.scope == scope]
+    if scope == "app":
+        return own
+    taken = {c.key for c in COMMANDS if c.scope == scope}
+    hidden = [
+        Binding(
+            c.key,
+            f"app.{c.action}",
+            c.description,
+            show=False,
+            key_display=c.key_display,
+            tooltip=c.help,
+            id=f"{scope}.app-{c.action}",
+        )
+        for c in COMMANDS
+        if c.scope == "app" and scope not in c.footer and c.key not in taken
+    ]
+    return own + hidden
 
 
 def for_scope(*scopes: str) -> list[Command]:

@@ -50,6 +50,7 @@ class Row:
     artifact: str
     title: str
     haystack: str = field(repr=False, default="")
+    locator: str = ""
 
     @property
     def rank(self) -> int:
@@ -60,9 +61,8 @@ def make_rows(findings: list[Finding], base: Path | None) -> list[Row]:
     rows = []
     for i, f in enumerate(findings):
         shown = rel(f.path, base)
-        title = f.title if not f.locator else f"{f.title} ({f.locator})"
         hay = " ".join((f.rule, f.severity.value, shown, f.title, f.locator, f.message, " ".join(f.symptoms))).lower()
-        rows.append(Row(i, f, f.severity.value, f.rule, shown, title, hay))
+        rows.append(Row(i, f, f.severity.value, f.rule, shown, f.title, hay, f.locator))
     return rows
 
 
@@ -107,7 +107,9 @@ def sort_rows(rows: list[Row], key: str = "severity", reverse: bool = False) -> 
         return sorted(rows, key=lambda r: (r.rule, -r.rank, r.artifact), reverse=reverse)
     if key == "artifact":
         return sorted(rows, key=lambda r: (r.artifact, -r.rank, r.rule), reverse=reverse)
-    return sorted(rows, key=lambda r: (r.title.lower(), -r.rank), reverse=reverse)
+    if key == "locator":
+        return sorted(rows, key=lambda r: (r.locator, -r.rank, r.artifact), reverse=reverse)
+    return sorted(rows, key=lambda r: (r.title.lower(), r.locator, -r.rank), reverse=reverse)
 
 
 def artifact_status(report: Report) -> dict[str, Severity | None]:

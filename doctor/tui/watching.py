@@ -1,12 +1,16 @@
-"""Watch mode's domain side (no Textual): follow growing training logs and report findings not seen
-before. Uses probes.training.watch (LogWatcher/run_watch: reads only what was appended); without it,
-re-checks a log whenever its size or mtime changes."""
+"""Watch mode's domain side (no Textual): follow growing training logs and report only findings that are
+new since watching began.
+
+The logs as they are when watching starts are the baseline: each log is read once and what it shows is
+dropped (the scan already reported it). Logs the training probe folds into another run (TensorBoard
+event files beside a trainer_state.json, superseded checkpoint states) are not followed, as
+`doctor check` does not read them either. Uses probes.training.watch.LogWatcher (reads only what was
+appended); without it, re-checks a log whenever its size or mtime changes."""
 
 from __future__ import annotations
 
-import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from doctor.config import Settings
@@ -14,11 +18,42 @@ from doctor.model import Finding, Report
 
 
 def training_logs(report: Report) -> list[Path]:
-    return sorted({a.path for a in report.artifacts if a.kind == "training_log"}, key=str)
+    """Training logs the scan read itself: not those it treated as another log's run."""
+    return sorted(
+        {
+            a.path
+            for a in report.artifacts
+            if a.kind == "training_log" and not ({"same_run_as", "superseded_by"} & set(a.facts))
+        },
+        key=str,
+    )
 
 
 def key(f: Finding) -> str:
     return f.fingerprint(str(f.path.resolve()) if f.path is not None else "")
+
+
+def loose_key(f: Finding, roots: list[Path]) -> tuple[str, str, str]:
+    """(rule, locator, rollout): the same problem re-found in another file of the same run."""
+    from doctor.tui.data import rollout_of
+
+    root = rollout_of(f.path, roots)
+    return f.rule, f.locator, str(root) if root is not None else ""
+
+
+def already_known(report: Report, roots: list[Path], findings: Iterable[Finding]) -> list[Finding]:
+    """The findings the report does not have yet (by fingerprint, or by rule + locator in the rollout)."""
+    exact = {key(f) for f in report.findings}
+    loose = {loose_key(f, roots) for f in report.findings}
+    out = []
+    for f in findings:
+        k, lk = key(f), loose_key(f, roots)
+        if k in exact or lk in loose:
+            continue
+        exact.add(k)
+        loose.add(lk)
+        out.append(f)
+    return out
 
 
 def _stamp(path: Path) -> tuple[int, float]:
@@ -32,45 +67,72 @@ def _stamp(path: Path) -> tuple[int, float]:
         return -1, 0.0
 
 
+def _watcher_options(settings: Settings | None):
+    """Rule thresholds and column overrides from the settings, as `doctor watch` applies them."""
+    from probes.training import analyze
+
+    if settings is None:
+        return analyze.default_param, None
+
+    def param(rule, name):
+        return settings.thresholds.get(rule.id, {}).get(name, rule.params[name])
+
+    training = settings.sections.get("training")
+    cols = training.get("columns", {}) if isinstance(training, dict) else {}
+    return param, ({k: str(v) for k, v in cols.items()} or None)
+
+
 def follow(
     logs: list[Path],
     settings: Settings,
-    known: set[str],
     on_new: Callable[[list[Finding]], None],
     stop: threading.Event,
     interval: float = 1.0,
 ) -> None:
-    """Poll until `stop` is set; call `on_new` with findings whose fingerprint is not in `known`."""
+    """Poll until `stop` is set; call `on_new` with findings that appear after the first poll."""
     try:
-        from probes.training.watch import run_watch
+        from probes.training.watch import LogWatcher
     except ImportError:
-        run_watch = None
-    if run_watch is not None:
-
-        def seen(f: Finding) -> None:
-            k = key(f)
-            if k not in known and not stop.is_set():
-                known.add(k)
-                on_new([f])
-
-        with open(os.devnull, "w") as sink:
-            run_watch(logs, settings, out=sink, interval=interval, stop=stop, on_finding=seen)
+        LogWatcher = None
+    if LogWatcher is None:
+        _poll_checks(logs, settings, on_new, stop, interval)
         return
-    _poll_checks(logs, settings, known, on_new, stop, interval)
+    param, overrides = _watcher_options(settings)
+    watchers = [LogWatcher(p, param=param, overrides=overrides) for p in logs]
+    for w in watchers:  # the baseline: what the log holds now was in the scan
+        try:
+            w.poll()
+        except Exception:
+            pass  # half-written: the next poll reads it
+    while not stop.wait(interval):
+        new: list[Finding] = []
+        for w in watchers:
+            try:
+                new.extend(w.poll())
+            except Exception:
+                continue
+        if new and not stop.is_set():
+            on_new(new)
 
 
 def _poll_checks(
     logs: list[Path],
     settings: Settings,
-    known: set[str],
     on_new: Callable[[list[Finding]], None],
     stop: threading.Event,
     interval: float,
+    known: set[str] | None = None,
 ) -> None:
-    """Fallback without probes.training.watch: re-check a log whenever its size or mtime changes."""
+    """Fallback without probes.training.watch: re-check a log whenever its size or mtime changes.
+    `known` (default: what the logs show now) are the fingerprints not to report."""
     from doctor.engine import check
 
     stamps = {p: _stamp(p) for p in logs}
+    if known is None:
+        try:
+            known = {key(f) for f in check(logs, settings, cancelled=stop).findings}
+        except Exception:
+            known = set()
     while not stop.wait(interval):
         changed = [p for p in logs if _stamp(p) != stamps[p]]
         if not changed:

@@ -18,15 +18,20 @@ SCOPES = (
     ("overview", "Findings (first screen)"),
     ("playbook", "Playbook (p)"),
     ("jobs", "Jobs (j)"),
+    ("watch", "Watch mode (w)"),
 )
 
 EXTRA = (
     ("Everywhere", "ctrl+p", "Command palette: every action by name"),
     ("Findings (first screen)", "↑ ↓ / click", "Select a finding: its detail and plot show below"),
-    ("Findings (first screen)", "enter on a tree item", "Filter the findings to that artifact"),
-    ("Findings (first screen)", "click a column", "Sort by it (again: reverse)"),
+    ("Findings (first screen)", "enter (tree)", "On an artifact in the tree: filter the findings to it"),
+    ("Findings (first screen)", "click header", "Sort by that column (again: reverse)"),
     ("Playbook (p)", "1–9", "Answer the pending question"),
     ("Playbook (p)", "enter", "Launch the highlighted job action"),
+    ("Watch mode (w)", "w", "Start or stop following the training logs (from the findings screen)"),
+    ("Watch mode (w)", "◉ watching", "Shown in the summary bar while watch mode is on"),
+    ("Watch mode (w)", "new data", "Only findings new since watching began are added, with a toast"),
+    ("Watch mode (w)", "r", "A rescan keeps watching, from the new scan"),
 )
 
 
@@ -34,7 +39,7 @@ def _table(title: str) -> Table:
     table = Table(
         title=title, title_justify="left", title_style="bold underline", show_header=False, box=None, padding=(0, 1)
     )
-    table.add_column("key", style="bold cyan", no_wrap=True, width=14)
+    table.add_column("key", style="bold cyan", no_wrap=True, min_width=12)
     table.add_column("what it does")
     return table
 

@@ -29,6 +29,17 @@ if TYPE_CHECKING:
     from doctor.tui.app import DoctorApp
 
 
+# the table's columns, in order: headers and row cells both come from here
+COLUMNS = (
+    ("id", "job"),
+    ("kind", "kind"),
+    ("rollout", "rollout"),
+    ("state", "state"),
+    ("progress", "progress"),
+    ("eta", "ETA"),
+)
+
+
 class JobsSnapshot(Message):
     def __init__(self, jobs: list[tuple[Path, Any]], job_id: str | None, events: list[dict], error: str = "") -> None:
         self.jobs, self.job_id, self.events, self.error = jobs, job_id, events, error
@@ -64,14 +75,7 @@ class JobsScreen(Screen):
 
     def on_mount(self) -> None:
         t = self.query_one("#jobs-table", DataTable)
-        for key, label in (
-            ("id", "job"),
-            ("kind", "kind"),
-            ("rollout", "rollout"),
-            ("state", "state"),
-            ("progress", "progress"),
-            ("eta", "ETA"),
-        ):
+        for key, label in COLUMNS:
             t.add_column(label, key=key)
         self._head("loading…")
         self.query_one("#job-head", Static).update(Text("No job selected.", style="dim"))
@@ -150,15 +154,15 @@ class JobsScreen(Screen):
         t.clear()
         for root, j in self.jobs:
             glyph, style = STATE_GLYPH.get(j.state, ("?", ""))
-            t.add_row(
-                Text(j.id, style="bold"),
-                Text(f"{glyph} {j.state}", style=style),
-                progress_text(j.step, j.max_steps, j.state),
-                fmt_eta(j.eta_s) if j.state == "running" else "",
-                j.kind,
-                self.app.rollout_label(root),
-                key=j.id,
-            )
+            cells = {
+                "id": Text(j.id, style="bold"),
+                "kind": j.kind,
+                "rollout": self.app.rollout_label(root),
+                "state": Text(f"{glyph} {j.state}", style=style),
+                "progress": progress_text(j.step, j.max_steps, j.state),
+                "eta": fmt_eta(j.eta_s) if j.state == "running" else "",
+            }
+            t.add_row(*(cells[key] for key, _ in COLUMNS), key=j.id)
         if keep is not None:
             idx = next((i for i, (_, j) in enumerate(self.jobs) if j.id == keep), None)
             if idx is not None and t.cursor_row != idx:

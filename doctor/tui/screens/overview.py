@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from doctor.tui.app import DoctorApp
 
 
+TREE_FROM_WIDTH = 100  # narrower terminals start with the artifact tree hidden
+
+
 class OverviewScreen(Screen):
     BINDINGS = bindings("overview")
     AUTO_FOCUS = "#findings"
@@ -51,6 +54,8 @@ class OverviewScreen(Screen):
         self.query_one(FindingDetail).show(None, empty="Scanning…")
         self.query_one(PlotView).show_plot(None, empty="")
         self.show_summary("scanning…")
+        if self.app.size.width < TREE_FROM_WIDTH:  # narrow: the findings get the width (t shows the tree)
+            self.query_one(ArtifactTree).display = False
         self.ready = True
         if self.app.report is not None:  # the scan finished before this screen was mounted
             self.load(self.app.report)
@@ -58,7 +63,9 @@ class OverviewScreen(Screen):
     # ----------------------------------------------------------------------------- filling in
 
     def show_summary(self, state: str = "") -> None:
-        self.query_one(SummaryBar).show(self.app.target_label, self.app.report, state)
+        """Counts and target, then `state` (scanning…) and the app's modes (◉ watching), which every
+        refresh of the bar keeps."""
+        self.query_one(SummaryBar).show(self.app.target_label, self.app.report, state, self.app.state_label)
 
     def show_progress(self, done: int, total: int, path: str) -> None:
         bar = self.query_one("#scan-progress", ProgressBar)

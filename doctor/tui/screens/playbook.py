@@ -33,20 +33,40 @@ class TriageReady(Message):
         super().__init__()
 
 
-def step_label(step: Any) -> Text:
+def _fit_question(question: str, room: int) -> str:
+    q = question.strip()
+    if len(q) <= room:
+        return q
+    return q[: max(8, room - 2)].rstrip(" ,;:(") + "…" + ("?" if q.endswith("?") else "")
+
+
+def step_label(step: Any, width: int = 0) -> Text:
+    """A step of the walked path. Answered: `question → answer` (how it was answered, dim), so it reads
+    as the question and its answer; `width` (0: no limit) shortens the question, never the answer."""
     if step.how == "playbook":
         return Text.assemble(("▸ ", "bold"), (step.question, "bold"))
     t = Text()
     if step.how == "pending":
         t.append(" ? ", style="bold reverse")
-    else:
-        t.append(f"{step.answer:<3}", style=ANSWER_STYLE.get(step.answer, "bold"))
-    t.append(f" {step.node}: ", style="bold")
-    t.append(step.question)
-    if step.how == "user":
-        t.append("  (your answer)", style="italic dim")
-    elif step.how not in ("evidence", "pending"):
-        t.append(f"  ({step.how})", style="italic dim")
+        t.append(" ")
+        t.append(_fit_question(step.question, width - 4) if width else step.question, style="bold")
+        return t
+    how = "" if step.how == "evidence" else ("your answer" if step.how == "user" else str(step.how))
+    suffix = f" → {step.answer}"
+    question = step.question
+    if width:
+        room = width - len(suffix)
+        # the question keeps at least 60% of the room; how it was answered gets what is left
+        q_room = max(room - len(how) - 4 if how else room, min(len(question), int(room * 0.6)))
+        question = _fit_question(question, q_room)
+        how_room = room - len(question) - 4
+        if how and how_room < len(how):
+            how = how[: how_room - 1] + "…" if how_room >= 6 else ""
+    t.append(question)
+    t.append(" → ", style="dim")
+    t.append(str(step.answer), style=ANSWER_STYLE.get(step.answer, "bold"))
+    if how:
+        t.append(f"  ({how})", style="italic dim")
     return t
 
 
@@ -72,8 +92,9 @@ class PlaybookScreen(Screen):
                     yield Static(id="pb-question-text")
                     yield Horizontal(id="pb-choices")
                 yield Static(id="pb-diagnosis")
-                yield Static("Actions", classes="section-title")
+                yield Static("Actions", id="pb-actions-title", classes="section-title")
                 yield OptionList(id="actions")
+                yield Static(id="pb-causes")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -129,21 +150,23 @@ class PlaybookScreen(Screen):
         tree.clear()
         tree.root.set_label(Text("triage", style="bold"))
         by_rule = self._titles()
+        width = (tree.size.width or 78) - 2  # as if the scrollbar shows: the same labels either way
         stack = [(tree.root, "triage")]
         last = None
         for step in self.triage.path:
             while len(stack) > 1 and step.playbook != stack[-1][1] and step.how != "playbook":
                 stack.pop()
             parent = stack[-1][0]
+            room = width - 4 * len(stack) - 6
             if step.how == "playbook":
                 node = parent.add(step_label(step), expand=True)
                 stack.append((node, step.question.removeprefix("visit ").strip()))
                 last = node
                 continue
             if not step.evidence:
-                last = parent.add_leaf(step_label(step))
+                last = parent.add_leaf(step_label(step, room))
                 continue
-            node = parent.add(step_label(step), expand=True)
+            node = parent.add(step_label(step, room), expand=True)
             for rid in step.evidence:
                 sev, title = by_rule.get(rid, ("", ""))
                 node.add_leaf(Text.assemble((f"{rid} ", SEVERITY_STYLE.get(sev, "bold")), title))
@@ -191,18 +214,21 @@ class PlaybookScreen(Screen):
             text.append("Waiting for your answer above.\n", style="italic")
         else:
             text.append((t.diagnosis or "no diagnosis") + "\n")
+        text.rstrip()
+        causes = Text()
         if t.causes:
-            text.append("\nLikely causes (ranked)\n", style="bold")
+            causes.append("Likely causes (ranked)\n", style="bold")
             for i, c in enumerate(t.causes, 1):
                 bar = "█" * max(1, round(c.score * 10))
-                text.append(f" {i}. ", style="bold")
-                text.append(f"{c.cause} ", style="bold cyan")
-                text.append(f"{bar} {c.score:.2f}", style="magenta")
+                causes.append(f" {i}. ", style="bold")
+                causes.append(f"{c.cause} ", style="bold cyan")
+                causes.append(f"{bar} {c.score:.2f}", style="magenta")
                 if c.evidence:
-                    text.append(f"  [{', '.join(c.evidence)}]", style="dim")
+                    causes.append(f"  [{', '.join(c.evidence)}]", style="dim")
                 if c.text:
-                    text.append(f"\n    {c.text}", style="")
-                text.append("\n")
+                    causes.append(f"\n    {c.text}", style="")
+                causes.append("\n")
+        self.query_one("#pb-causes", Static).update(causes)
         self.query_one("#pb-diagnosis", Static).update(text)
         ol = self.query_one("#actions", OptionList)
         ol.clear_options()
@@ -218,6 +244,40 @@ class PlaybookScreen(Screen):
             ol.add_option(Option(label, id=f"action-{i}"))
         if not self.actions:
             ol.add_option(Option(Text("no actions", style="dim"), disabled=True))
+        jobs = [i for i, a in enumerate(self.actions) if a.get("kind") == "job"]
+        title = Text("Actions", style="bold underline")
+        if jobs:
+            title.append("   enter or l launches the highlighted job", style="dim")
+            ol.highlighted = jobs[0]
+        self.query_one("#pb-actions-title", Static).update(title)
+        if t.pending is None and self.actions:  # the answer is in: the actions are what comes next
+            ol.focus()
+            self.call_after_refresh(self._reveal_action)
+
+    @on(OptionList.OptionHighlighted, "#actions")
+    def _action_moved(self, event: OptionList.OptionHighlighted) -> None:
+        self._reveal_action()
+
+    def _reveal_action(self) -> None:
+        """Scroll the side pane (not just the list) so the highlighted action shows, with the Actions
+        title above it when both fit: on a short terminal the job to launch is never below the fold."""
+        from textual.geometry import Region
+
+        ol = self.query_one("#actions", OptionList)
+        side = self.query_one("#pb-side", VerticalScroll)
+        if ol.highlighted is None or not ol.is_mounted:
+            return
+        ol.scroll_to_highlight()
+        try:
+            y = ol._index_to_line[ol.highlighted]
+            h = ol._heights[ol.highlighted]
+        except (KeyError, IndexError, AttributeError):
+            return
+        top = ol.virtual_region.y + ol.styles.gutter.top + y - round(ol.scroll_offset.y)
+        title = self.query_one("#pb-actions-title").virtual_region.y
+        pane = side.scrollable_content_region.height
+        start = title if top + h - title <= pane else top
+        side.scroll_to_region(Region(0, start, 1, top + h - start), animate=False, immediate=True, force=True)
 
     # ----------------------------------------------------------------------------- answering
 

@@ -31,6 +31,18 @@ def middle(text: str, width: int) -> str:
     return text[: keep // 2] + "…" + text[-(keep - keep // 2) :]
 
 
+def titled(title: str, locator: str, width: int) -> str:
+    """Title and locator in one cell: the locator always shows (it tells apart two findings of the same
+    rule on one file), the title is shortened first."""
+    if not locator:
+        return title
+    loc = middle(locator, max(6, width // 2))
+    room = width - len(loc) - 3
+    if len(title) <= room:
+        return f"{title} ({loc})"
+    return f"{title[: max(1, room - 1)]}… ({loc})"
+
+
 def severity_text(sev: str, word: bool = True) -> Text:
     return Text(f"{glyph(sev)} {sev}" if word else glyph(sev), style=SEVERITY_STYLE.get(sev, ""))
 
@@ -38,10 +50,13 @@ def severity_text(sev: str, word: bool = True) -> Text:
 class SummaryBar(Static):
     """Rollout name, counts by severity, scan state."""
 
-    def show(self, target: str, report: Report | None, state: str = "") -> None:
+    def show(self, target: str, report: Report | None, state: str = "", mode: str = "") -> None:
         t = Text(no_wrap=True, overflow="ellipsis")
         t.append(" peft-doctor ", style="bold reverse")
         t.append("  ")
+        if mode:  # a mode that is on (◉ watching) comes first: it must show even at 80 columns
+            t.append(mode, style="bold magenta")
+            t.append("  ")
         if report is not None:
             counts = report.counts()
             for sev in ("error", "warning", "info"):
@@ -56,8 +71,18 @@ class SummaryBar(Static):
         self.update(t)
 
 
+def _worst(sevs) -> Severity | None:
+    return max(sevs, key=lambda s: s.rank if s else 0, default=None)
+
+
+def _status_label(sev: Severity | None, text: str) -> Text:
+    return Text.assemble((glyph(sev) + " ", SEVERITY_STYLE.get(sev.value, "") if sev else "green"), text)
+
+
 class ArtifactTree(Tree[str]):
-    """Artifacts grouped by kind, each with the glyph of its worst finding (✓ when clean)."""
+    """Artifacts grouped by rollout (when there are several), then by kind; each leaf is the artifact's
+    path inside its rollout, with the glyph of its worst finding (✓ when clean). Groups with findings
+    start expanded, clean ones folded."""
 
     class Picked(Message):
         def __init__(self, shown: str) -> None:
@@ -65,25 +90,40 @@ class ArtifactTree(Tree[str]):
             super().__init__()
 
     def fill(self, report: Report, base: Path | None) -> None:
+        from doctor.tui.data import rollout_of, rollout_roots
+
         self.clear()
         self.root.set_label(base.name if base else "artifacts")
         status = artifact_status(report)
-        by_kind: dict[str, list] = {}
+        roots = rollout_roots(report)
+        by_root: dict[Path | None, list] = {}
         for a in report.artifacts:
+            by_root.setdefault(rollout_of(a.path, roots) if len(roots) > 1 else None, []).append(a)
+        for root in sorted(by_root, key=lambda r: str(r or "")):
+            arts = by_root[root]
+            parent = self.root
+            if root is not None:
+                worst = _worst(status.get(str(a.path.resolve())) for a in arts)
+                name = rel(root, base) if base is not None and root != base.resolve() else root.name
+                parent = self.root.add(_status_label(worst, f"{name}/"), data=rel(root, base), expand=bool(worst))
+            self._add_kinds(parent, arts, status, root, base)
+        self.root.expand()
+
+    def _add_kinds(self, parent, arts: list, status: dict, root: Path | None, base: Path | None) -> None:
+        by_kind: dict[str, list] = {}
+        for a in arts:
             by_kind.setdefault(a.kind, []).append(a)
         order = [k for k in ARTIFACT_KINDS if k in by_kind] + sorted(k for k in by_kind if k not in ARTIFACT_KINDS)
         for kind in order:
-            arts = sorted(by_kind[kind], key=lambda a: str(a.path))
-            worst = max((status.get(str(a.path.resolve())) for a in arts), key=lambda s: s.rank if s else 0)
-            label = Text.assemble((glyph(worst) + " ", SEVERITY_STYLE.get(worst.value, "green") if worst else "green"))
-            label.append(f"{kind} ({len(arts)})")
-            node = self.root.add(label, data="", expand=True)
-            for a in arts:
-                sev = status.get(str(a.path.resolve()))
+            group = sorted(by_kind[kind], key=lambda a: str(a.path))
+            worst = _worst(status.get(str(a.path.resolve())) for a in group)
+            node = parent.add(
+                _status_label(worst, f"{kind} ({len(group)})"), data="", expand=root is None or bool(worst)
+            )
+            for a in group:
                 shown = rel(a.path, base)
-                leaf = Text.assemble((glyph(sev) + " ", SEVERITY_STYLE.get(sev.value, "") if sev else "green"), shown)
-                node.add_leaf(leaf, data=shown)
-        self.root.expand()
+                leaf = rel(a.path, root) if root is not None else shown
+                node.add_leaf(_status_label(status.get(str(a.path.resolve())), leaf), data=shown)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
         event.stop()
@@ -98,14 +138,18 @@ class FindingsHeader(Static):
         self._widths = widths
         arrow = "▲" if reverse else "▼"
         t = Text(no_wrap=True, overflow="crop")
-        for (key, label), w in zip(FindingsTable.COLUMNS, widths):
+        for (key, label), w in zip(self._columns(), widths):
             cell = f"{label} {arrow}" if key == sort_key else label
             t.append(cell[:w].ljust(w) + " ", style="bold")
         self.update(t)
 
+    def _columns(self) -> tuple[tuple[str, str], ...]:
+        table = self.parent.query(FindingsTable).first() if self.parent else None
+        return table.columns() if table is not None else FindingsTable.COLUMNS
+
     def on_click(self, event) -> None:
         x = 0
-        for (key, _), w in zip(FindingsTable.COLUMNS, getattr(self, "_widths", [])):
+        for (key, _), w in zip(self._columns(), getattr(self, "_widths", [])):
             if x <= event.x < x + w + 1:
                 table = self.parent.query_one(FindingsTable) if self.parent else None
                 if table is not None:
@@ -134,6 +178,8 @@ class FindingsTable(ScrollView, can_focus=True):
         Binding("end", "jump(-1)", "Last", show=False, id="findings.end"),
     ]
     COLUMNS = (("severity", "severity"), ("rule", "rule"), ("artifact", "artifact"), ("title", "title"))
+    WIDE_COLUMNS = (*COLUMNS[:3], ("locator", "where"), COLUMNS[3])
+    WIDE_AT = 100  # from this table width the locator gets its own column; below, it ends the title
 
     class Chosen(Message):
         def __init__(self, row: Row | None) -> None:
@@ -150,6 +196,7 @@ class FindingsTable(ScrollView, can_focus=True):
         self.sort_key = "severity"
         self.sort_reverse = False
         self._artifact_w = 20
+        self._locator_w = 5
 
     # ------------------------------------------------------------------ data
 
@@ -160,6 +207,7 @@ class FindingsTable(ScrollView, can_focus=True):
     def set_rows(self, rows: list[Row]) -> None:
         self.rows_all = rows
         self._artifact_w = max([8, *(len(r.artifact) for r in rows[:2000])])
+        self._locator_w = max([5, *(len(r.locator) for r in rows[:2000])])
         self.refresh_rows()
 
     def set_query(self, query: str) -> None:
@@ -199,9 +247,19 @@ class FindingsTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ layout
 
+    @property
+    def wide(self) -> bool:
+        return self.scrollable_content_region.width >= self.WIDE_AT
+
+    def columns(self) -> tuple[tuple[str, str], ...]:
+        return self.WIDE_COLUMNS if self.wide else self.COLUMNS
+
     def widths(self) -> list[int]:
         total = max(30, self.scrollable_content_region.width)
         art = min(self._artifact_w, 38, max(10, total // 3))
+        if self.wide:
+            loc = min(self._locator_w, 18)
+            return [10, 7, art, loc, max(10, total - 10 - 7 - art - loc - 4)]
         return [10, 7, art, max(10, total - 10 - 7 - art - 3)]
 
     def _header(self) -> None:
@@ -220,7 +278,7 @@ class FindingsTable(ScrollView, can_focus=True):
         if i >= len(self.shown_rows):
             return Strip.blank(width, self.rich_style)
         r = self.shown_rows[i]
-        w_sev, w_rule, w_art, w_title = self.widths()
+        widths = self.widths()
         base = self.rich_style
         if i == self.cursor_row:
             base = base + self.get_component_rich_style("findings--cursor")
@@ -228,11 +286,15 @@ class FindingsTable(ScrollView, can_focus=True):
             base = base + self.get_component_rich_style("findings--odd")
         sev_style = Style.parse(SEVERITY_STYLE.get(r.severity, ""))
         cells = [
-            (f"{glyph(r.severity)} {r.severity}", w_sev, sev_style),
-            (r.rule, w_rule, Style(bold=True)),
-            (middle(r.artifact, w_art), w_art, Style()),
-            (r.title, w_title, Style()),
+            (f"{glyph(r.severity)} {r.severity}", widths[0], sev_style),
+            (r.rule, widths[1], Style(bold=True)),
+            (middle(r.artifact, widths[2]), widths[2], Style()),
         ]
+        if len(widths) == 5:
+            cells.append((middle(r.locator, widths[3]), widths[3], Style(dim=True)))
+            cells.append((r.title, widths[4], Style()))
+        else:
+            cells.append((titled(r.title, r.locator, widths[3]), widths[3], Style()))
         segs = []
         for text, w, st in cells:
             cell = text[:w].ljust(w) + " "
