@@ -14,6 +14,7 @@ the file size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import mmap
@@ -141,6 +142,12 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
     return tensors, {str(k): str(v) for k, v in meta.items()}, size
 
 
+@functools.cache
+def _f16_table() -> np.ndarray:
+    """float32 value of every float16 bit pattern (NaN/Inf included), 256 KiB."""
+    return np.arange(65536, dtype=np.uint16).view(np.float16).astype(np.float32)
+
+
 class TensorReader:
     """Memory-mapped tensor access: `f32(info)` gives a float32 array; `release(info)` drops its pages."""
 
@@ -163,7 +170,8 @@ class TensorReader:
         if t.dtype == "F32":
             a = self.raw(t, "<f4")
         elif t.dtype == "F16":
-            a = self.raw(t, "<f2").astype(np.float32)
+            # A 65,536-entry table lookup is exact and twice as fast as numpy's f16→f32 cast here.
+            a = np.take(_f16_table(), self.raw(t, "<u2"))
         elif t.dtype == "BF16":
             u = self.raw(t, "<u2")
             # bf16 is the top half of a float32: write it into the high uint16 of each float32 slot.
