@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -53,9 +54,11 @@ def _column(rows: list[dict], key: str | None, name: str, s: Series, where: str)
     n = len(rows)
     if key is None:
         return np.full(n, np.nan), np.zeros(n, dtype=bool)
-    vals = [r.get(key, _MISSING) for r in rows]
-    types = set(map(type, vals))
-    if types <= {float, int}:
+    try:  # the common case, every row has the key: itemgetter is ~2x faster than a .get comprehension
+        vals = list(map(itemgetter(key), rows))
+    except KeyError:
+        vals = [r.get(key, _MISSING) for r in rows]
+    if set(map(type, vals)) <= {float, int}:
         return np.array(vals, dtype=np.float64), np.ones(n, dtype=bool)
     out = np.full(n, np.nan)
     pres = np.zeros(n, dtype=bool)
