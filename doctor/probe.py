@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,44 @@ class Probe:
 
     def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
         return ()
+
+
+class LazyProbe(Probe):
+    """A probe whose implementation is imported on first use, keeping numpy, YAML parsers and the like
+    off the start-up path of `doctor check` for families the target does not need.
+
+    `target` is "module:Class". `rollout_kinds`: the artifact kinds without which the probe's
+    rollout-level check has nothing to do (it is then skipped without importing anything).
+    """
+
+    def __init__(self, name: str, kinds: set[str], target: str, rollout_kinds: set[str] = frozenset()) -> None:
+        self.name = name
+        self.kinds = frozenset(kinds)
+        self.rollout_kinds = frozenset(rollout_kinds)
+        self._target = target
+        self._impl: Probe | None = None
+
+    @property
+    def impl(self) -> Probe:
+        if self._impl is None:
+            module, _, cls = self._target.partition(":")
+            self._impl = getattr(importlib.import_module(module), cls)()
+        return self._impl
+
+    def check(self, artifact: Artifact, ctx: ProbeContext) -> Iterable[Finding]:
+        return self.impl.check(artifact, ctx)
+
+    def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
+        if not any(a.kind in self.rollout_kinds for a in rollout.artifacts):
+            return ()
+        return self.impl.check_rollout(rollout, ctx)
+
+
+def lazy_attr(package: str, names: dict[str, str], attr: str) -> Any:
+    """Module `__getattr__` helper: `names` maps a public name to the submodule that defines it."""
+    if attr not in names:
+        raise AttributeError(f"module {package!r} has no attribute {attr!r}")
+    return getattr(importlib.import_module(f"{package}.{names[attr]}"), attr)
 
 
 class ReadError(Exception):

@@ -93,8 +93,11 @@ async def settle(pilot, timeout: float = 30.0) -> None:
         if not busy:
             break
         await asyncio.sleep(0.02)
-    await pilot.pause()
-    await pilot.pause()
+    # Screens reveal content with call_after_refresh (e.g. scrolling the job action into view): let
+    # several refresh cycles and any scheduled animation finish before a snapshot is taken.
+    for _ in range(3):
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause(0.05)
 
 
 async def wait_for(pilot, predicate, timeout: float = 30.0, step: float = 0.05) -> bool:

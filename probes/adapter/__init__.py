@@ -40,17 +40,25 @@ Facts (artifact.facts; `adapter_facts(path)` returns the same dict) — stable n
     scan_seconds        {header, tensors, sha256, total}
 """
 
-from probes.adapter.probe import PROBES, RULES, AdapterProbe, adapter_facts
-from probes.adapter.safetensors_io import Unreadable, read_header, sha256_file
-from probes.adapter.scan import scan_adapter
+from typing import Any
 
-__all__ = [
-    "PROBES",
-    "RULES",
-    "AdapterProbe",
-    "Unreadable",
-    "adapter_facts",
-    "read_header",
-    "scan_adapter",
-    "sha256_file",
-]
+from doctor.probe import LazyProbe, lazy_attr
+from probes.adapter.rules import RULES
+
+PROBES = [LazyProbe("adapter", {"adapter"}, "probes.adapter.probe:AdapterProbe")]
+
+_LAZY = {
+    "AdapterProbe": "probe",
+    "adapter_facts": "probe",
+    "Unreadable": "safetensors_io",
+    "read_header": "safetensors_io",
+    "sha256_file": "safetensors_io",
+    "scan_adapter": "scan",
+}
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attr(__name__, _LAZY, name)
+
+
+__all__ = ["PROBES", "RULES", *_LAZY]

@@ -5,7 +5,23 @@
 Parquet tables; pandas never.
 """
 
-from probes.eval_slices.probe import PROBES, comparison_table, to_markdown
+from typing import Any
+
+from doctor.probe import LazyProbe, lazy_attr
 from probes.eval_slices.rules import RULES
+
+PROBES = [
+    LazyProbe(
+        "eval_slices",
+        {"eval_table"},
+        "probes.eval_slices.probe:EvalSlicesProbe",
+        rollout_kinds={"eval_table", "manifest"},
+    )
+]
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attr(__name__, {"comparison_table": "probe", "to_markdown": "probe"}, name)
+
 
 __all__ = ["PROBES", "RULES", "comparison_table", "to_markdown"]

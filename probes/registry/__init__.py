@@ -1,6 +1,23 @@
 """Adapter-registry probes (REG rules) and the registry file format (probes.registry.store)."""
 
-from probes.registry.probe import PROBES, RULES
-from probes.registry.store import add_version, load, save, set_status, validate
+from typing import Any
+
+from doctor.probe import LazyProbe, lazy_attr
+from probes.registry.rules import RULES
+
+PROBES = [
+    LazyProbe(
+        "registry",
+        {"registry"},
+        "probes.registry.probe:RegistryProbe",
+        rollout_kinds={"registry", "serving_config", "manifest"},
+    )
+]
+
+
+def __getattr__(name: str) -> Any:
+    store = {n: "store" for n in ("add_version", "load", "save", "set_status", "validate")}
+    return lazy_attr(__name__, store, name)
+
 
 __all__ = ["PROBES", "RULES", "add_version", "load", "save", "set_status", "validate"]

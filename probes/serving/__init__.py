@@ -6,10 +6,23 @@ served_names, enable_lora, max_lora_rank, max_loras, max_cpu_loras, lora_dtype, 
 probes.serving.matrix).
 """
 
-from probes.serving.matrix import compatibility_matrix, render_matrix
-from probes.serving.probe import ServingProbe
+from typing import Any
+
+from doctor.probe import LazyProbe, lazy_attr
 from probes.serving.rules import RULES
 
-PROBES = [ServingProbe()]
+PROBES = [
+    LazyProbe(
+        "serving",
+        {"serving_config"},
+        "probes.serving.probe:ServingProbe",
+        rollout_kinds={"serving_config", "registry", "manifest"},
+    )
+]
+
+
+def __getattr__(name: str) -> Any:
+    return lazy_attr(__name__, {"compatibility_matrix": "matrix", "render_matrix": "matrix"}, name)
+
 
 __all__ = ["PROBES", "RULES", "compatibility_matrix", "render_matrix"]

@@ -1,6 +1,16 @@
 """Training-log probes: read the run's logs into one normalized series and diagnose instability."""
 
-from probes.training.probe import PROBES
+from doctor.probe import LazyProbe
 from probes.training.rules import RULES
+
+PROBES = [
+    LazyProbe("training", {"training_log"}, "probes.training.probe:TrainingLogProbe"),
+    LazyProbe(
+        "training-config",
+        {"training_config"},
+        "probes.training.probe:TrainingConfigProbe",
+        rollout_kinds={"training_config", "manifest"},  # checks the manifest's [recipe]
+    ),
+]
 
 __all__ = ["PROBES", "RULES"]

@@ -40,6 +40,18 @@ def _fit_question(question: str, room: int) -> str:
     return q[: max(8, room - 2)].rstrip(" ,;:(") + "…" + ("?" if q.endswith("?") else "")
 
 
+class PathTree(Tree):
+    """The walked path. Labels are shortened to the tree's width, so they are redrawn when the width
+    changes (the first layout pass can report a transient width)."""
+
+    labelled_width = 0
+
+    def on_resize(self) -> None:
+        screen = self.screen
+        if self.size.width != self.labelled_width and getattr(screen, "triage", None) is not None:
+            screen._show_path()
+
+
 def step_label(step: Any, width: int = 0) -> Text:
     """A step of the walked path. Answered: `question → answer` (how it was answered, dim), so it reads
     as the question and its answer; `width` (0: no limit) shortens the question, never the answer."""
@@ -86,7 +98,7 @@ class PlaybookScreen(Screen):
     def compose(self) -> ComposeResult:
         yield SummaryBar(id="pb-summary")
         with Horizontal(id="pb-body"):
-            yield Tree("triage", id="pb-path")
+            yield PathTree("triage", id="pb-path")
             with VerticalScroll(id="pb-side"):
                 with Vertical(id="pb-question"):
                     yield Static(id="pb-question-text")
@@ -150,6 +162,7 @@ class PlaybookScreen(Screen):
         tree.clear()
         tree.root.set_label(Text("triage", style="bold"))
         by_rule = self._titles()
+        tree.labelled_width = tree.size.width
         width = (tree.size.width or 78) - 2  # as if the scrollbar shows: the same labels either way
         stack = [(tree.root, "triage")]
         last = None
