@@ -251,8 +251,9 @@ def _wanted(header: list[str]) -> list[str]:
     return [h for h in header if h.lower() in keep]
 
 
-def _read_jsonl_small(path: Path, table: EvalTable) -> tuple[list[str], dict[str, list[Any]]]:
-    rows: list[dict[str, Any]] = []
+def _json_objects(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[int]]:
+    """(line number, object) for each JSON-object line, and the numbers of lines that are not one."""
+    objects: list[tuple[int, dict[str, Any]]] = []
     bad: list[int] = []
     try:
         with path.open(encoding="utf-8") as fh:
@@ -265,11 +266,17 @@ def _read_jsonl_small(path: Path, table: EvalTable) -> tuple[list[str], dict[str
                     bad.append(lineno)
                     continue
                 if isinstance(obj, dict):
-                    rows.append(obj)
+                    objects.append((lineno, obj))
                 else:
                     bad.append(lineno)
     except UnicodeDecodeError as exc:
         raise ReadError(path, "not UTF-8 text", f"byte {exc.start}") from None
+    return objects, bad
+
+
+def _read_jsonl_small(path: Path, table: EvalTable) -> tuple[list[str], dict[str, list[Any]]]:
+    objects, bad = _json_objects(path)
+    rows = [obj for _, obj in objects]
     if bad and not rows:
         raise ReadError(path, "no line is a JSON object", f"line {bad[0]}")
     if bad:
@@ -560,28 +567,18 @@ def _read_lm_samples(path: Path, default_variant: str | None) -> EvalTable:
     table = EvalTable(path, "lm_eval_samples", line_offset=1)
     ids: list[Any] = []
     scores: list[Any] = []
-    bad: list[int] = []
     metric_used = None
-    try:
-        with path.open(encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except ValueError:
-                    bad.append(lineno)
-                    continue
-                if not isinstance(obj, dict) or "doc_id" not in obj:
-                    bad.append(lineno)
-                    continue
-                if metric_used is None:
-                    listed = [k for k in obj.get("metrics", []) if isinstance(k, str) and k in obj]
-                    metric_used = (listed or [k for k in LM_EVAL_METRICS if k in obj] or [None])[0]
-                ids.append(obj["doc_id"])
-                scores.append(obj.get(metric_used) if metric_used else None)
-    except UnicodeDecodeError as exc:
-        raise ReadError(path, "not UTF-8 text", f"byte {exc.start}") from None
+    objects, bad = _json_objects(path)
+    for lineno, obj in objects:
+        if "doc_id" not in obj:
+            bad.append(lineno)
+            continue
+        if metric_used is None:
+            listed = [k for k in obj.get("metrics", []) if isinstance(k, str) and k in obj]
+            metric_used = (listed or [k for k in LM_EVAL_METRICS if k in obj] or [None])[0]
+        ids.append(obj["doc_id"])
+        scores.append(obj.get(metric_used) if metric_used else None)
+    bad.sort()
     if not ids:
         raise ReadError(
             path, "no lm-evaluation-harness sample lines (JSON objects with doc_id)", f"line {bad[0]}" if bad else ""
