@@ -220,6 +220,16 @@ def _rate_compare(b: np.ndarray, c: np.ndarray, opts: Options, rng: np.random.Ge
         return None
     r = _paired(b, c, opts, rng)
     return {
+        **_interval(r),
+        # fraction of these prompts the baseline refused and the candidate no longer does
+        "regression_rate": _f(r.extra.get("n10", 0) / r.n),
+        "newly_refused_rate": _f(r.extra.get("n01", 0) / r.n),
+    }
+
+
+def _interval(r: Any) -> dict[str, Any]:
+    """The paired comparison's numbers as report fields (what a bar chart with error bars needs)."""
+    return {
         "n": r.n,
         "base": _f(r.base),
         "cand": _f(r.cand),
@@ -227,9 +237,6 @@ def _rate_compare(b: np.ndarray, c: np.ndarray, opts: Options, rng: np.random.Ge
         "ci_low": _f(r.ci_low),
         "ci_high": _f(r.ci_high),
         "p": _p(r.p),
-        # fraction of these prompts the baseline refused and the candidate no longer does
-        "regression_rate": _f(r.extra.get("n10", 0) / r.n),
-        "newly_refused_rate": _f(r.extra.get("n01", 0) / r.n),
     }
 
 
@@ -301,13 +308,7 @@ def compare(pairing: Pairing, baseline: str, opts: Options) -> list[dict[str, An
             slice_rows.append(
                 {
                     "slice": name_k,
-                    "n": r.n,
-                    "base": _f(r.base),
-                    "cand": _f(r.cand),
-                    "delta": _f(r.delta),
-                    "ci_low": _f(r.ci_low),
-                    "ci_high": _f(r.ci_high),
-                    "p": _p(r.p),
+                    **_interval(r),
                     "p_adj": _p(pa) if pa is not None else None,
                     "mde": _f(r.mde),
                     "status": status,
