@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from probes.training.analyze import detect  # noqa: E402
+from probes.training.rules import LOG_RULES  # noqa: E402
 from probes.training.series import from_columns  # noqa: E402
 
 SYMPTOMS = ("non_finite", "loss_spike", "divergence", "grad_explosion", "not_learning")
@@ -194,6 +195,10 @@ def fixture_runs():
     return out
 
 
+# Symptoms the log detectors can raise: the only labels a training log can be judged on.
+TRAINING_SYMPTOMS = {s for r in LOG_RULES for s in r.symptoms} - {"input_unreadable", "run_too_short"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=400, help="healthy curves (each also gets one fault of every kind)")
@@ -281,16 +286,7 @@ def main() -> int:
     if fx:
         print("demo-world runs (fixtures/rollouts/*/train):")
         for name, want, got in fx:
-            ok = set(want) & {
-                "non_finite",
-                "loss_spike",
-                "divergence",
-                "grad_explosion",
-                "not_learning",
-                "overfitting",
-                "lr_too_high",
-                "lr_schedule",
-            }
+            ok = set(want) & TRAINING_SYMPTOMS
             print(
                 f"  {name:<20} labelled {want} -> found {got} "
                 f"{'OK' if ok <= set(got) else 'MISSED ' + str(sorted(ok - set(got)))}"

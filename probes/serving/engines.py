@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 
+from probes.adapter import base as adapter_base
+
 LATEST_VLLM = (0, 33)
 
 # --max-lora-rank values each release line accepts.
@@ -56,9 +58,7 @@ VLLM_LORA_ARCHS = frozenset(
 VLLM_NO_LORA_ARCHS = frozenset({"GPT2LMHeadModel", "BloomForCausalLM", "OPTForCausalLM", "FalconForCausalLM"})
 
 # Module names vLLM accepts for Llama-family models (packed q/k/v and gate/up are expanded here).
-LLAMA_MODULES = frozenset(
-    {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens", "lm_head"}
-)
+LLAMA_MODULES = frozenset(adapter_base.LLAMA_MODULES) | {"embed_tokens", "lm_head"}
 LLAMA_FAMILY = frozenset(
     {
         "LlamaForCausalLM",
