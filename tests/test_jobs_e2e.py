@@ -122,7 +122,7 @@ def _small_spec(root: Path, steps: int = 8, **extra) -> dict:
     return spec
 
 
-def _wait(store: api.JobStore, job_id: str, pred, timeout: float = 240.0):
+def _wait(store: api.JobStore, job_id: str, pred, timeout: float = 600.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
         job = store.get(job_id)
@@ -166,7 +166,7 @@ def test_cancel_stops_cleanly(tmp_path):
     job_id = api.launch(_small_spec(root, steps=200), root)
     _wait(store, job_id, lambda j: j.step >= 1 or j.done)
     api.cancel(job_id, root)
-    job = _wait(store, job_id, lambda j: j.done, timeout=120)
+    job = _wait(store, job_id, lambda j: j.done)
     assert job.state == "cancelled", job.error
     assert job.step < 200
     assert any(e.get("event") == "cancelled" for e in store.events(job_id))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -463,9 +462,7 @@ def test_alias_bomb_is_rejected_fast(tmp_path):
         lines.append(f"{cur}: &{cur} [" + ",".join([f"*{prev}"] * 9) + "]")
     lines.append("enable-lora: true")
     root = make_rollout(tmp_path / "r", "vllm.yaml", "\n".join(lines) + "\n")
-    t0 = time.perf_counter()
-    report = run(root)
-    assert time.perf_counter() - t0 < 10
+    report = run(root)  # an unguarded loader would expand 9**12 nodes and never return
     f = next(f for f in report.findings if f.rule == "DOC001")
     assert "alias" in f.message
 

@@ -107,27 +107,43 @@ def run_job(
     spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
     out = jd / "out"
     rec = _Recorder(store, job.id, on_event)
-    own_lock = lock_fd is None
+    held: list[int] = []
+
+    def release() -> None:  # idempotent: the device is free once the worker is gone, before the bookkeeping
+        while held:
+            release_device_lock(held.pop())
+
     try:
-        if own_lock:
+        if lock_fd is None:
             lock_fd = acquire_device_lock(store.root, device_key(spec), job.id)
-        else:
-            os.ftruncate(lock_fd, 0)
-            os.pwrite(lock_fd, json.dumps({"job": job.id, "pid": os.getpid()}).encode(), 0)
+        held.append(lock_fd)
+        # Record the holder for the "busy" message (an inherited lock was taken as "pending").
+        os.ftruncate(lock_fd, 0)
+        os.pwrite(lock_fd, json.dumps({"job": job.id, "pid": os.getpid()}).encode(), 0)
     except Exception as exc:
+        release()
         store.set_state(job.id, "failed", str(exc))
         return store.get(job.id)
     try:
-        return _run_locked(store, job, spec, spec_path, out, rec, launcher)
+        return _run_locked(store, job, spec, spec_path, out, rec, launcher, release)
     finally:
-        if lock_fd is not None:
-            release_device_lock(lock_fd)
+        release()
 
 
 def _run_locked(
-    store: JobStore, job: Job, spec: dict[str, Any], spec_path: Path, out: Path, rec: _Recorder, launcher: str
+    store: JobStore,
+    job: Job,
+    spec: dict[str, Any],
+    spec_path: Path,
+    out: Path,
+    rec: _Recorder,
+    launcher: str,
+    release_device: Callable[[], None],
 ) -> Job:
+    # The device lock is released before the job's end state is written, so whoever sees the job end
+    # (a test, the TUI, a CI script) can start the next job on that device at once.
     if store.get(job.id).cancel_requested:
+        release_device()
         store.set_state(job.id, "cancelled", "cancelled before it started")
         return store.get(job.id)
     families = cmp.FAMILIES[spec["kind"]]
@@ -172,6 +188,7 @@ def _run_locked(
             if line.strip():
                 rec.add(_parse(line))
     rc = proc.wait()
+    release_device()
     rec.flush()
     probe_thread.join()
     job = store.get(job.id)
