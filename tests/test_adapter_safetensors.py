@@ -136,3 +136,28 @@ def test_factor_math_matches_dense_svd():
     bad = a.copy()
     bad[0, 0] = np.nan
     assert factor_stats(bad, True).non_finite == 1
+
+
+def test_half_precision_reads_are_exact_for_every_bit_pattern(tmp_path):
+    """fp16 goes through bit arithmetic (NaN/Inf through the table) and bf16 through a shift: both must equal
+    the reference conversion for all 65,536 patterns, and 65504 (largest finite fp16) must stay finite."""
+    from probes.adapter.safetensors_io import TensorReader
+
+    bits = np.arange(65536, dtype=np.uint16)
+    finite16 = bits[np.isfinite(bits.view(np.float16))]
+    ref16 = bits.view(np.float16).astype(np.float32)
+    ref_bf16 = (bits.astype(np.uint32) << 16).view(np.float32)
+    tensors = {"all_f16": ("F16", bits), "finite_f16": ("F16", finite16), "all_bf16": ("BF16", bits)}
+    header, off = {}, 0
+    for name, (dtype, arr) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": [arr.size], "data_offsets": [off, off + arr.nbytes]}
+        off += arr.nbytes
+    head, body = _st(header, b"".join(arr.tobytes() for _, arr in tensors.values()))
+    path = tmp_path / "half.safetensors"
+    path.write_bytes(head + body)
+    infos, _, size = read_header(path)
+    with TensorReader(path, size) as rd:
+        assert np.array_equal(rd.f32(infos["all_f16"]), ref16, equal_nan=True)
+        got = rd.f32(infos["finite_f16"])
+        assert np.array_equal(got, finite16.view(np.float16).astype(np.float32)) and got.max() == 65504.0
+        assert np.array_equal(rd.f32(infos["all_bf16"]), ref_bf16, equal_nan=True)
