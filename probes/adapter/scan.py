@@ -156,7 +156,7 @@ def _scan_module(sc: Scan, rd: TensorReader, m: SavedModule) -> _ModuleResult:
 
 
 def _scan_tensors(sc: Scan, cancelled: Callable[[], bool] | None) -> None:
-    """Every module on all cores (1.75x on 2 cores for a 7B-shaped adapter). Only `workers` modules are
+    """Every module on all cores (about 1.5x on 2 cores for a 7B-shaped adapter). Only `workers` modules are
     expanded to fp32 at once, so memory stays bounded; each task keeps just its r×r results."""
     t0 = time.perf_counter()
     tensors = sc.tensors
