@@ -6,6 +6,7 @@ Every test copies the fixture world it mutates into tmp_path first; fixtures/ is
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import signal
@@ -175,6 +176,25 @@ def test_cancel_stops_cleanly(tmp_path):
     from doctor.jobs.resources import acquire_device_lock, release_device_lock
 
     release_device_lock(acquire_device_lock(root, "cpu", "next"))
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_multi_process_launchers_train_one_adapter_on_two_cpu_ranks(tmp_path, launcher):
+    """The launchers for real: two CPU ranks (gloo DDP) train one adapter, written once, by rank 0."""
+    import json
+
+    root = world(tmp_path, "healthy")
+    steps, batch = 6, 8
+    job = api.run(_small_spec(root, steps=steps, num_processes=2, device="cpu"), root, launcher)
+    assert job.state == "succeeded", job.error
+    state = json.loads((Path(job.outputs["train_dir"]) / "trainer_state.json").read_text())
+    n = job.outputs["train"]["n_examples"]
+    last = [e for e in state["log_history"] if "loss" in e][-1]
+    # Each optimizer step consumed a batch on each of the two ranks: an epoch is n / (2 x batch) steps.
+    assert last["step"] == steps and last["epoch"] == pytest.approx(steps / math.ceil(n / (2 * batch)), rel=1e-6)
+    adapter = Path(job.outputs["adapter"])
+    snap = findings_snapshot([adapter], ("ADP",))
+    assert not snap["findings"], snap
 
 
 def test_cli_run_and_show(tmp_path):

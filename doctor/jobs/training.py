@@ -153,8 +153,10 @@ def train_adapter(
     emit({"event": "log", "message": f"{len(rows)} training examples, slices={train_slices or 'all'}"})
     result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.save_state()
-    (train_dir / "training_args.json").write_text(json.dumps(args.to_dict(), indent=2, default=str) + "\n")
-    model.save_pretrained(adapter_dir, safe_serialization=True)
+    # Under torchrun/accelerate every rank holds the same weights: one writer, or the files race.
+    if trainer.is_world_process_zero():
+        (train_dir / "training_args.json").write_text(json.dumps(args.to_dict(), indent=2, default=str) + "\n")
+        model.save_pretrained(adapter_dir, safe_serialization=True)
     summary = _summary(trainer, result, adapter_dir, len(rows))
     emit({"event": "result", **{k: v for k, v in summary.items() if k != "log_history"}})
     return summary
