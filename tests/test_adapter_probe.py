@@ -156,6 +156,24 @@ def test_nan_found_with_tensor_name(world):
     assert f.evidence["tensors"] == {key: 3}
 
 
+def test_fp16_nan_and_inf_found_and_large_finite_values_are_not(world):
+    """fp16 tensors are converted by bit arithmetic that only checks for Inf/NaN when Σx² is huge: a NaN in
+    lora_A, an Inf in lora_B are counted exactly; 65504 (the largest finite fp16) is not non-finite."""
+    a_key = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
+    b_key = "base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight"
+    big_key = "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight"
+
+    def inject(sd):
+        for k in sd:
+            sd[k] = sd[k].astype(np.float16)
+        sd[a_key][1, 2] = np.nan
+        sd[b_key][0, :3] = [np.inf, -np.inf, np.nan]
+        sd[big_key][0, :2] = [65504, -65504]
+
+    _, by = run(_variant(world, "fp16-nan", inject))
+    assert by["ADP006"].evidence["tensors"] == {a_key: 1, b_key: 3}
+
+
 def test_zeroed_lora_b_is_dead(world):
     def zero(sd):
         for k in sd:

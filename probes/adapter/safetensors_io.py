@@ -152,18 +152,22 @@ _F16_SIGN_AND_BITS = np.int32(0x8FFFFFFF - (1 << 32))  # bit 31 + exponent/manti
 _F16_REBIAS = np.float32(2.0**112)  # 2**(127 - 15): float32 exponent bias minus float16's
 
 
-def f16_to_f32(u: np.ndarray) -> np.ndarray:
+F16_NONFINITE_AT = 65536.0  # what f16_to_f32(..., exact=False) makes of Inf/NaN: |x| >= this
+
+
+def f16_to_f32(u: np.ndarray, exact: bool = True) -> np.ndarray:
     """Exact float16 bits → float32, four passes of integer/float arithmetic (4x numpy's cast here, which
     does not use F16C, and 4x a table lookup). Sign-extend to int32 and shift left 13: the sign lands on
     bits 28-31, exponent and mantissa on 13-27; clear bits 28-30; multiply by 2**112 to re-bias the
     exponent, which also scales float16 subnormals exactly. Inf/NaN come out finite with |x| >= 65536,
-    beyond float16's largest finite 65504: a tensor holding any is converted through the exact table."""
+    beyond float16's largest finite 65504: a tensor holding any is converted through the exact table.
+    exact=False skips that check (two passes) for a caller that detects |x| >= 65536 itself."""
     i = u.view(np.int16).astype(np.int32)
     np.left_shift(i, 13, out=i)
     np.bitwise_and(i, _F16_SIGN_AND_BITS, out=i)
     f = i.view(np.float32)
     np.multiply(f, _F16_REBIAS, out=f)
-    if f.size and (f.max() >= 65536.0 or f.min() <= -65536.0):
+    if exact and f.size and (f.max() >= F16_NONFINITE_AT or f.min() <= -F16_NONFINITE_AT):
         return np.take(_f16_table(), u)
     return f
 
@@ -184,12 +188,13 @@ class TensorReader:
         count = t.nbytes // np.dtype(np_dtype).itemsize
         return np.frombuffer(self._mm, dtype=np_dtype, count=count, offset=t.start)
 
-    def f32(self, t: TensorInfo) -> np.ndarray:
-        """The tensor as a float32 array of its shape (a copy for F16/BF16/F64, a view for F32)."""
+    def f32(self, t: TensorInfo, exact: bool = True) -> np.ndarray:
+        """The tensor as a float32 array of its shape (a copy for F16/BF16/F64, a view for F32).
+        exact=False: see f16_to_f32 (F16 Inf/NaN may come out as finite values of magnitude >= 65536)."""
         if t.dtype == "F32":
             a = self.raw(t, "<f4")
         elif t.dtype == "F16":
-            a = f16_to_f32(self.raw(t, "<u2"))
+            a = f16_to_f32(self.raw(t, "<u2"), exact)
         elif t.dtype == "BF16":
             # bf16 is the top half of a float32: widen, then shift into the high 16 bits.
             i = self.raw(t, "<u2").astype(np.uint32)

@@ -14,7 +14,15 @@ from typing import Any
 import numpy as np
 
 from probes.adapter.peft_config import AdapterConfig, SavedModule, group_keys, key_suffix, read_config
-from probes.adapter.safetensors_io import FLOAT_DTYPES, TensorInfo, TensorReader, Unreadable, read_header, sha256_file
+from probes.adapter.safetensors_io import (
+    F16_NONFINITE_AT,
+    FLOAT_DTYPES,
+    TensorInfo,
+    TensorReader,
+    Unreadable,
+    read_header,
+    sha256_file,
+)
 from probes.adapter.stats import ModuleNumbers, factor_stats, module_numbers, non_finite_count
 
 WEIGHT_NAMES = ("adapter_model.safetensors",)
@@ -125,7 +133,10 @@ def _scan_module(sc: Scan, rd: TensorReader, m: SavedModule) -> _ModuleResult:
         if t.dtype not in FLOAT_DTYPES or len(t.shape) != 2:
             res.shape_issues.append(f"{key}: {t.dtype} {list(t.shape)} is not a 2-D float matrix")
             continue
-        fs = factor_stats(rd.f32(t), rank_rows)
+        fs = factor_stats(rd.f32(t, exact=False), rank_rows)
+        # trace(Gram) = Σx²: below 65536² no element can be a float16 Inf/NaN in disguise; else read exactly.
+        if t.dtype == "F16" and not (fs.gram is not None and np.trace(fs.gram) < F16_NONFINITE_AT**2 / 2):
+            fs = factor_stats(rd.f32(t), rank_rows)
         rd.release(t)
         if fs.non_finite:
             res.non_finite[key] = fs.non_finite
