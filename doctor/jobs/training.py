@@ -43,6 +43,10 @@ _DEFAULT_ARGS: dict[str, Any] = {
     "disable_tqdm": True,
     "dataloader_num_workers": 0,
     "seed": 0,
+    # Under DDP (torchrun/accelerate) Trainer turns on DDP's unused-parameter search for a PeftModel (it is
+    # not a PreTrainedModel): an extra autograd traversal every step, for nothing, since LoRA's forward uses
+    # every trainable parameter (DDP warns so); with reentrant gradient checkpointing it is an error.
+    "ddp_find_unused_parameters": False,
 }
 
 
