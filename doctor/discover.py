@@ -138,6 +138,9 @@ def discover(target: Path) -> list[Artifact]:
     found: list[Artifact] = []
     if target.is_file():
         kind = classify_file(target)
+        manifest = _manifest_above(target.parent)
+        declared = dict(declared_files(manifest)) if manifest and kind != "manifest" else {}
+        kind = declared.get(target, kind)
         if kind is None and target.name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
             kind, target = "adapter", target.parent
         if kind:
@@ -146,8 +149,68 @@ def discover(target: Path) -> list[Artifact]:
     else:
         root = target
         found.extend(_walk(target, top=True))
+        _apply_declared_kinds(found, root)
     _assign_rollouts(found, root)
     return found
+
+
+def _manifest_above(folder: Path) -> Path | None:
+    """The nearest rollout.toml at or above `folder`."""
+    for d in (folder, *folder.parents):
+        if (d / MANIFEST_NAME).is_file():
+            return d / MANIFEST_NAME
+    return None
+
+
+def declared_files(manifest: Path) -> list[tuple[Path, str]]:
+    """(file, kind) for the files a rollout manifest names as eval tables, serving configs and registry.
+    Empty when the manifest cannot be read (its own probe reports that)."""
+    from doctor.manifest import read_manifest, resolve
+    from doctor.probe import ReadError
+
+    try:
+        data = read_manifest(manifest)
+    except ReadError:
+        return []
+    ev, srv = data.get("eval") or {}, data.get("serving") or {}
+    if not isinstance(ev, dict) or not isinstance(srv, dict):
+        return []
+
+    def paths(value: object) -> list[str]:
+        items = value if isinstance(value, list) else [value]
+        return [v for v in items if isinstance(v, str) and v]
+
+    named = [(v, "eval_table") for v in paths(ev.get("baseline")) + paths(ev.get("candidates"))]
+    named += [(v, "serving_config") for v in paths(srv.get("configs"))]
+    named += [(v, "registry") for v in paths(srv.get("registry"))]
+    out = []
+    for value, kind in named:
+        p = resolve(manifest.parent, value)
+        if p is not None:
+            out.append((p.resolve(), kind))
+    return out
+
+
+def _apply_declared_kinds(found: list[Artifact], root: Path) -> None:
+    """A file the manifest names is read as what the manifest says it is, even when its content does not
+    look the part: a damaged eval table or a serving config that breaks on line 1 must be reported, not
+    skipped (a CI gate would pass on it). Only files under the target are added."""
+    by_path = {a.path: a for a in found}
+    manifests = {a.path for a in found if a.kind == "manifest"}
+    above = _manifest_above(root)  # a target inside a rollout (e.g. its eval/ folder)
+    if above is not None:
+        manifests.add(above)
+    for manifest in sorted(manifests):
+        for path, kind in declared_files(manifest):
+            if not path.is_file() or (root not in path.parents):
+                continue
+            art = by_path.get(path)
+            if art is None:
+                art = Artifact(path, kind)
+                found.append(art)
+                by_path[path] = art
+            elif art.kind != kind:
+                art.kind = kind
 
 
 def _walk(folder: Path, top: bool = False) -> Iterator[Artifact]:

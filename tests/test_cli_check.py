@@ -157,3 +157,42 @@ def test_settings_typos_and_bad_values_are_errors_not_silent(tmp_path):
         else:
             assert proc.returncode == 2 and message in proc.stderr, (text, proc.stderr)
             assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def _rollout_copy(tmp_path: Path, name: str) -> Path:
+    """The demo rollout with its manifest's relative paths (../../models, ../../data) still valid."""
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    for part in ("models", "data"):
+        (tmp_path / part).symlink_to(FIXTURES / part)
+    dst = tmp_path / "rollouts" / name
+    shutil.copytree(FIXTURES / "rollouts" / name, dst, ignore=shutil.ignore_patterns(".doctor"))
+    return dst
+
+
+def test_files_the_manifest_names_are_checked_even_when_damaged(tmp_path):
+    """A damaged eval table or serving config does not look like one; the manifest says what it is, so the
+    gate fails on it instead of skipping it (before: "No issues found", exit 0)."""
+    root = _rollout_copy(tmp_path, "healthy")
+    (root / "eval" / "candidate.csv").write_text("garbage text here\nmore\n")
+    (root / "serving" / "vllm.yaml").write_text("model: [oops\nenable-lora: true\n")
+    code, rep = run_json("check", str(root))
+    assert code == 1
+    by_file = {(f["rule"], Path(f["path"]).name) for f in rep["findings"]}
+    assert ("EVL010", "candidate.csv") in by_file and ("DOC001", "vllm.yaml") in by_file, by_file
+    # A target inside the rollout, and the file itself, use the same manifest.
+    for target in (root / "eval", root / "eval" / "candidate.csv"):
+        code, rep = run_json("check", str(target))
+        assert code == 1 and [f["rule"] for f in rep["findings"]] == ["EVL010"], rep["findings"]
+
+
+def test_header_typo_in_a_declared_eval_table_is_reported_not_relabelled(tmp_path):
+    root = _rollout_copy(tmp_path, "diverged")
+    table = root / "eval" / "candidate.csv"
+    lines = table.read_text().split("\n", 1)
+    table.write_text(lines[0].replace("score", "scor") + "\n" + lines[1])
+    code, rep = run_json("check", str(root / "eval"))
+    (f,) = [f for f in rep["findings"] if Path(f["path"]).name == "candidate.csv"]
+    assert code == 1 and f["rule"] == "EVL010" and "score" in f["message"] and "scor" in f["message"]
