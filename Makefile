@@ -13,8 +13,14 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[train,dev]"
 	touch $(STAMP)
 
+# The app runs on a working copy of the demo world: jobs launched from it write new adapter versions, a
+# job store and registry entries, which must not land in the tracked fixtures/.
+DEMO := demo-world
+
 demo: $(STAMP)
-	$(BIN)/doctor tui fixtures/rollouts
+	@test -d $(DEMO) || { mkdir -p $(DEMO) && cp -r fixtures/models fixtures/data fixtures/rollouts $(DEMO)/ && \
+		echo "copied the demo world to $(DEMO)/ (jobs write there; delete it to start over)"; }
+	$(BIN)/doctor tui $(DEMO)/rollouts
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
