@@ -489,6 +489,11 @@ def _event_line(e: dict[str, Any]) -> str:
     body = {k: v for k, v in e.items() if k not in ("seq", "ts", "event", "traceback")}
     if "message" in body and len(body) == 1:
         return f"{t} {kind:<9} {body['message']}"
+    if kind == "comparison":  # before/after summaries (nested): the headline numbers
+        b, a = body.get("before") or {}, body.get("after") or {}
+        return f"{t} {kind:<9} findings {b.get('findings')} → {a.get('findings')}; accuracy " + " → ".join(
+            "—" if x.get("accuracy") is None else f"{x['accuracy'] * 100:.1f}%" for x in (b, a)
+        )
     return f"{t} {kind:<9} " + " ".join(f"{k}={_num(v)}" for k, v in body.items() if not isinstance(v, (dict, list)))
 
 

@@ -184,3 +184,21 @@ def test_from_triage_takes_answers(capsys):
     assert rc == 2 and "--answer" in err and "'maybe'" in err
     rc, _, err = _doctor(capsys, "jobs", "run", "spec.json", "--answer", "a=b")
     assert rc == 2 and "use it with --from-triage" in err
+
+
+def test_comparison_and_event_lines_say_what_happened_not_none():
+    from doctor.cli_jobs import _event_line
+    from doctor.jobs.compare import render_comparison
+
+    c = {
+        "families": ["TRN"],
+        "before": {"findings": 14, "accuracy": 0.0},
+        "after": {"findings": 0, "accuracy": None},
+        "training": {"final_loss": 0.1591, "first_non_finite_step": None},
+    }
+    text = "\n".join(render_comparison(c))
+    assert "training: final loss 0.1591, every logged step finite" in text and "None" not in text
+    c["training"]["first_non_finite_step"] = 23
+    assert "first non-finite step 23" in "\n".join(render_comparison(c))
+    line = _event_line({"event": "comparison", "ts": 0, "before": c["before"], "after": c["after"]})
+    assert line.endswith("comparison findings 14 → 0; accuracy 0.0% → —"), line

@@ -155,6 +155,8 @@ def test_cfg_rules(tmp_path):
     )
     rep = run(tmp_path)
     assert {"CFG001", "CFG002", "CFG003", "CFG004", "CFG007"} <= rules_of(rep)
+    (warmup,) = [f for f in rep.findings if f.rule == "CFG002"]
+    assert warmup.message.startswith("no warmup (warmup_steps=0) at learning_rate 0.05"), warmup.message
     (tmp_path / "axolotl.yaml").write_text("base_model: x\nadapter: qlora\nload_in_8bit: true\nlearning_rate: 2e-4\n")
     assert "CFG006" in rules_of(run(tmp_path))
     (tmp_path / "axolotl.yaml").unlink()

@@ -269,9 +269,10 @@ def render_comparison(c: dict[str, Any]) -> list[str]:
             lines.append(f"  {s['slice']:<12} " + " ".join(f"{c:>7}" for c in cells))
     tr = c.get("training")
     if tr:
+        bad = tr.get("first_non_finite_step")
         lines.append(
             f"  training: final loss {_g(tr.get('final_loss'))}, "
-            f"first non-finite step {_g(tr.get('first_non_finite_step'))}"
+            + (f"first non-finite step {_g(bad)}" if bad is not None else "every logged step finite")
         )
     return lines
 

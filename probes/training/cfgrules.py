@@ -32,11 +32,12 @@ def check_recipe(r: dict[str, Any], param) -> list[tuple]:
                 )
             )
         wr, ws = r.get("warmup_ratio"), r.get("warmup_steps")
-        if lr > param(CFG_WARMUP, "min_lr") and (wr is not None or ws is not None) and not (wr or ws):
+        set_fields = [(k, v) for k, v in (("warmup_ratio", wr), ("warmup_steps", ws)) if v is not None]
+        if lr > param(CFG_WARMUP, "min_lr") and set_fields and not (wr or ws):
             out.append(
                 (
                     CFG_WARMUP,
-                    f"no warmup (warmup_ratio={wr}, warmup_steps={ws}) at learning_rate {lr:g} "
+                    f"no warmup ({', '.join(f'{k}={v}' for k, v in set_fields)}) at learning_rate {lr:g} "
                     f"(threshold {param(CFG_WARMUP, 'min_lr'):g})",
                     {"learning_rate": lr, "warmup_ratio": wr, "warmup_steps": ws},
                     None,

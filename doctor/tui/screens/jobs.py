@@ -217,7 +217,13 @@ class JobsScreen(Screen):
             steps, loss = list(d.steps), list(d.loss)
             self.query_one("#job-loss", PlotView).show_plot(lambda w, h: plots.loss_curve(steps, loss, w, h))
         else:
-            self.query_one("#job-loss", PlotView).show_plot(None, empty="no loss reported (yet)")
+            if not j.done:
+                empty = "no loss reported yet"
+            elif j.kind == "retrain":
+                empty = "no loss was reported"
+            else:
+                empty = f"a {j.kind} job does not train: no loss curve"
+            self.query_one("#job-loss", PlotView).show_plot(None, empty=empty)
         self.query_one("#job-compare", Static).update(self._comparison(j))
 
     def _comparison(self, j: Any) -> Any:
