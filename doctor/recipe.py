@@ -137,6 +137,55 @@ def apply_overrides(recipe: dict[str, Any], overrides: dict[str, Any]) -> dict[s
     return out
 
 
+# What a recorded or overridden value must be, so a bad one is refused before a worker starts
+# (TrainingArguments/LoraConfig would fail deep inside the job, or train on nonsense).
+_POSITIVE = ("a number > 0", lambda v: _is_num(v) and v > 0)
+_NON_NEGATIVE = ("a number >= 0", lambda v: _is_num(v) and v >= 0)
+_UNIT = ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1)
+_COUNT = ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+_BOOL = ("true or false", lambda v: isinstance(v, bool))
+_VALUE_RULES: dict[str, tuple[str, Any]] = {
+    "learning_rate": _POSITIVE,
+    "num_train_epochs": _POSITIVE,
+    "adam_epsilon": _POSITIVE,
+    "lora_alpha": _POSITIVE,
+    "max_grad_norm": _NON_NEGATIVE,
+    "weight_decay": _NON_NEGATIVE,
+    "warmup_ratio": _UNIT,
+    "warmup_steps": _NON_NEGATIVE,
+    "lora_dropout": _UNIT,
+    "adam_beta1": _UNIT,
+    "adam_beta2": _UNIT,
+    "per_device_train_batch_size": _COUNT,
+    "gradient_accumulation_steps": _COUNT,
+    "logging_steps": _COUNT,
+    "save_steps": _COUNT,
+    "eval_steps": _COUNT,
+    "max_seq_length": _COUNT,
+    "r": _COUNT,
+    "max_steps": ("an integer >= 1 (or -1: use num_train_epochs)", lambda v: _COUNT[1](v) or v == -1),
+    "seed": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    **{k: _BOOL for k in ("bf16", "fp16", "group_by_length", "gradient_checkpointing", "use_rslora", "use_dora")},
+    **{k: _BOOL for k in ("load_in_4bit", "load_in_8bit", "bnb_4bit_use_double_quant")},
+}
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v  # NaN is no value
+
+
+def check_values(recipe: dict[str, Any]) -> None:
+    """Refuse a recipe field of the wrong type or range (RecipeError naming it), e.g. learning_rate='abc'."""
+    tables = [("", recipe)] + [
+        (f"{k}.", recipe[k]) for k in ("lora", "quantization") if isinstance(recipe.get(k), dict)
+    ]
+    for prefix, table in tables:
+        for name, value in table.items():
+            rule = _VALUE_RULES.get(name)
+            if rule is not None and value is not None and not rule[1](value):
+                raise RecipeError(f"{prefix}{name} = {value!r}: expected {rule[0]}")
+
+
 def describe(value: Any) -> str:
     """An override value as a person reads it: `x0.5`, `x0.1 (at most 0.0002)`, `bfloat16`."""
     if isinstance(value, dict) and "multiply" in value:

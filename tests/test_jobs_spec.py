@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from doctor.jobs.spec import SpecError, load_spec, spec_from_action, validate_spec
+from tests.conftest import ROLLOUTS
 
 MANIFEST = """
 [rollout]
@@ -161,3 +163,28 @@ def test_cli_rejects_bad_spec_before_starting(toy, tmp_path):
     assert proc.returncode == 2
     assert "unknown recipe field 'warmup'" in proc.stderr
     assert not (toy / ".doctor" / "jobs").exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("learning_rate=abc", "learning_rate = 'abc': expected a number > 0"),
+        ("max_grad_norm=-1", "max_grad_norm = -1: expected a number >= 0"),
+        ("num_train_epochs=-5", "num_train_epochs = -5: expected a number > 0"),
+        ("lora.r=0", "lora.r = 0: expected an integer >= 1"),
+        ("bf16=maybe", "bf16 = 'maybe': expected true or false"),
+    ],
+)
+def test_bad_override_values_are_refused_before_a_worker_starts(tmp_path, capsys, override, message):
+    """--dry-run validates: a value of the wrong type or range exits 2 naming the field (before: exit 0, and a
+    real run failed inside the worker with a TypeError)."""
+    from doctor.cli import main
+
+    root = tmp_path / "rollouts" / "diverged"
+    for part in ("models", "data"):
+        (tmp_path / part).symlink_to(ROLLOUTS.parent / part)
+    shutil.copytree(ROLLOUTS / "diverged", root, ignore=shutil.ignore_patterns(".doctor"))
+    rc = main(["jobs", "run", "--from-triage", str(root), "--override", override, "--dry-run"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert not (root / ".doctor").exists()

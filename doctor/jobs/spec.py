@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from doctor.recipe import DATA_KEYS, RecipeError, apply_overrides, validate_overrides
+from doctor.recipe import DATA_KEYS, RecipeError, apply_overrides, check_values, validate_overrides
 
 SCHEMA = "peft-doctor/job/1"
 KINDS = ("retrain", "reeval")
@@ -132,6 +132,10 @@ def _validate_retrain(s: dict[str, Any], base_dir: Path | None) -> None:
         raise SpecError(f"overrides: {exc}") from None
     if not isinstance(recipe.get("lora", {}), dict):
         raise SpecError("recipe.lora: expected an object of LoraConfig fields")
+    try:
+        check_values(recipe)
+    except RecipeError as exc:
+        raise SpecError(f"recipe: {exc}") from None
     if "data" in recipe:
         raise SpecError("recipe.data: the data selection goes in the spec's `data` object")
     quant = recipe.get("quantization")
