@@ -86,3 +86,21 @@ def test_watcher_tfevents_and_rewritten_trainer_state(tmp_path):
     st.write_text(json.dumps({"log_history": hist}))
     time.sleep(0.01)
     assert [f.rule for f in sw.poll()] == ["TRN001"]
+
+
+def test_run_watch_on_a_folder_without_logs_says_so_then_picks_one_up(tmp_path):
+    out, stop = io.StringIO(), threading.Event()
+    th = threading.Thread(target=run_watch, args=([tmp_path], None, out, 0.05, stop))
+    th.start()
+    try:
+        deadline = time.monotonic() + 60
+        while "no training logs under" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert f"no training logs under {tmp_path} yet" in out.getvalue()
+        _append(tmp_path / "trainer_log.jsonl", {"current_steps": 1, "loss": 2.0, "lr": 1e-5})
+        while "watching" not in out.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "watching" in out.getvalue() and "trainer_log.jsonl" in out.getvalue()
+    finally:
+        stop.set()
+        th.join()

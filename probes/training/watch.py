@@ -190,6 +190,13 @@ def run_watch(
                     if t not in watchers:
                         watchers[t] = LogWatcher(t, param=param, overrides=overrides)
                         print(f"watching {t}", file=out, flush=True)
+                if not watchers and not last_scan:  # say so once, rather than sit silent
+                    where = ", ".join(str(p) for p in paths)
+                    print(
+                        f"no training logs under {where} yet; waiting for one to appear (Ctrl-C stops)",
+                        file=out,
+                        flush=True,
+                    )
                 last_scan = now
             for w in watchers.values():
                 for f in w.poll():
