@@ -118,6 +118,7 @@ def _small_spec(root: Path, steps: int = 8, **extra) -> dict:
     spec["recipe"]["per_device_train_batch_size"] = 8
     spec["recipe"]["lora"]["target_modules"] = ["q_proj", "v_proj"]
     spec["recipe"]["save_strategy"] = "no"
+    spec.pop("save_steps", None)  # no checkpoints unless a test asks for them
     spec["eval"] = {}
     spec.update(extra)
     return spec

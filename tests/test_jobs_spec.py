@@ -188,3 +188,15 @@ def test_bad_override_values_are_refused_before_a_worker_starts(tmp_path, capsys
     err = capsys.readouterr().err
     assert rc == 2 and message in err, err
     assert not (root / ".doctor").exists()
+
+
+def test_specs_built_from_a_rollout_checkpoint_often_enough_to_resume():
+    """A triage/playbook retrain writes at least ten checkpoints per run (the recipe's own when more often)."""
+    from doctor.jobs.spec import checkpoint_every
+
+    assert checkpoint_every({"max_steps": 400}) == 40
+    assert checkpoint_every({"max_steps": 400, "save_strategy": "steps", "save_steps": 25}) == 25
+    assert checkpoint_every({"max_steps": 400, "save_steps": 100}) == 40
+    assert checkpoint_every({"max_steps": 5}) == 1 and checkpoint_every({"num_train_epochs": 3}) is None
+    spec = spec_from_action(ROLLOUTS / "diverged", {"kind": "retrain"})
+    assert spec["save_steps"] == checkpoint_every(spec["recipe"]) and spec["save_steps"] >= 1

@@ -188,7 +188,7 @@ def resume(job_id: str, rollout_root: Path | str, launcher: str = "local", *, bl
     if ckpt is None:
         raise SpecError(
             f"job {job.id} left no Trainer checkpoint under {job_dir(store.root, job.id) / 'out' / 'train'} "
-            "(set save_steps in the spec to get checkpoints)"
+            "(it stopped before its first checkpoint; save_steps in the spec sets how often they are written)"
         )
     spec = dict(job.spec)
     spec["resume_from_checkpoint"] = str(ckpt)

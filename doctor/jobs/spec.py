@@ -339,7 +339,22 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
     )
     if not train_abs:
         raise SpecError(f"{root}/rollout.toml: [data] train is missing; a retrain needs the training data")
+    every = checkpoint_every(new)
+    if every:
+        spec["save_steps"] = every
     return validate_spec(spec)
+
+
+def checkpoint_every(recipe: dict[str, Any]) -> int | None:
+    """Steps between Trainer checkpoints for a job doctor builds: at least ten per run, so a killed or
+    cancelled job can `resume` without losing more than a tenth of it (the recipe's own save_steps when
+    that is more often). None when the recipe sets no step count."""
+    steps = recipe.get("max_steps")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        return None
+    own = recipe.get("save_steps") if recipe.get("save_strategy", "steps") == "steps" else None
+    every = max(1, steps // 10)
+    return min(every, own) if isinstance(own, int) and own >= 1 else every
 
 
 def spec_from_triage(

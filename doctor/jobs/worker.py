@@ -101,6 +101,7 @@ def run_retrain(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any
     if spec.get("save_steps"):
         recipe["save_strategy"] = "steps"
         recipe["save_steps"] = spec["save_steps"]
+        recipe.setdefault("save_total_limit", 2)  # resume needs the last; older ones only fill the disk
     if spec.get("method") != "qlora":
         recipe.pop("quantization", None)
     _compat_training_args(recipe, emit)
