@@ -657,3 +657,36 @@ async def test_watch_fallback_without_log_watcher(world: Path):
         stop.set()
         t.join(5)
     assert any(f.rule == "TRN001" for f in got)
+
+
+async def test_playbook_reopens_on_the_rollout_it_was_switched_to(tmp_path: Path):
+    """] in the playbook moves to the next rollout; leaving and pressing p again comes back to that rollout,
+    not the highlighted finding's (a job launched after a relaunch must hit the rollout the user chose)."""
+    from tests.conftest import ROLLOUTS
+
+    app = make_app([ROLLOUTS], Settings())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        first = app.screen.root
+        await pilot.press("]")
+        await settle(pilot)
+        switched = app.screen.root
+        assert switched != first
+        await pilot.press("j")  # another main screen, then back to the playbook
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        assert app.screen.id == "playbook" and app.screen.root == switched
+        # Picking another finding on the overview makes its rollout the one to triage again.
+        await pilot.press("escape")
+        await settle(pilot)
+        app.overview.query_one(FindingsTable).action_cursor(1)
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        from doctor.tui.data import rollout_of
+
+        row = app.overview.query_one(FindingsTable).current()
+        assert row is not None and app.screen.root == rollout_of(row.finding.path, app.roots())

@@ -82,6 +82,9 @@ class DoctorApp(App):
         self.first_paint_s: float | None = None
         self.scan_error: str | None = None
         self.answers: dict[str, dict[str, str]] = {}  # rollout root → {"playbook.node": choice}
+        # The rollout the playbook was last switched to ([ / ]), and the finding highlighted then: `p` returns
+        # there until another finding is picked on the overview.
+        self._playbook_pick: tuple[Path, Any] | None = None
         self.watching = False
         self.watch_interval = watch_interval
         self.job_poll_s = job_poll_s
@@ -178,17 +181,29 @@ class DoctorApp(App):
     def roots(self) -> list[Path]:
         return rollout_roots(self.report) if self.report else []
 
-    def current_rollout(self) -> Path | None:
-        """The rollout of the highlighted finding, else the first rollout with an error, else the first."""
-        roots = self.roots()
-        if not roots:
-            return None
+    def _highlighted(self) -> Any:
         from doctor.tui.widgets.findings import FindingsTable
 
         try:
-            row = self.overview.query_one(FindingsTable).current()
+            return self.overview.query_one(FindingsTable).current()
         except Exception:
-            row = None
+            return None
+
+    def remember_playbook(self, root: Path) -> None:
+        row = self._highlighted()
+        self._playbook_pick = (root, row.finding if row is not None else None)
+
+    def current_rollout(self) -> Path | None:
+        """The rollout the playbook was last switched to (while the same finding is highlighted), else the
+        highlighted finding's rollout, else the first rollout with an error, else the first."""
+        roots = self.roots()
+        if not roots:
+            return None
+        row = self._highlighted()
+        if self._playbook_pick is not None and self._playbook_pick[0] in roots:
+            picked, finding_then = self._playbook_pick
+            if finding_then is (row.finding if row is not None else None):
+                return picked
         if row is not None:
             r = rollout_of(row.finding.path, roots)
             if r is not None:

@@ -328,6 +328,7 @@ class PlaybookScreen(Screen):
             return
         i = roots.index(self.root) if self.root in roots else 0
         self.root = roots[(i + delta) % len(roots)]
+        self.app.remember_playbook(self.root)
         self.triage = None
         self._title("walking…")
         self.walk()
