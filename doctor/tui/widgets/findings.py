@@ -36,7 +36,7 @@ def titled(title: str, locator: str, width: int) -> str:
     rule on one file), the title is shortened first."""
     if not locator:
         return title
-    loc = middle(locator, max(6, width // 2))
+    loc = middle(locator, max(6, width // 3))
     room = width - len(loc) - 3
     if len(title) <= room:
         return f"{title} ({loc})"
@@ -177,8 +177,9 @@ class FindingsTable(ScrollView, can_focus=True):
         Binding("home", "jump(0)", "First", show=False, id="findings.home"),
         Binding("end", "jump(-1)", "Last", show=False, id="findings.end"),
     ]
-    COLUMNS = (("severity", "severity"), ("rule", "rule"), ("artifact", "artifact"), ("title", "title"))
-    WIDE_COLUMNS = (*COLUMNS[:3], ("locator", "where"), COLUMNS[3])
+    # Below WIDE_AT the severity is its glyph alone (✗ ! i ✓: never colour only) and the title gets the room.
+    COLUMNS = (("severity", "sev"), ("rule", "rule"), ("artifact", "artifact"), ("title", "title"))
+    WIDE_COLUMNS = (("severity", "severity"), *COLUMNS[1:3], ("locator", "where"), COLUMNS[3])
     WIDE_AT = 100  # from this table width the locator gets its own column; below, it ends the title
 
     class Chosen(Message):
@@ -256,11 +257,12 @@ class FindingsTable(ScrollView, can_focus=True):
 
     def widths(self) -> list[int]:
         total = max(30, self.scrollable_content_region.width)
-        art = min(self._artifact_w, 38, max(10, total // 3))
         if self.wide:
+            art = min(self._artifact_w, 38, max(10, total // 3))
             loc = min(self._locator_w, 18)
             return [10, 7, art, loc, max(10, total - 10 - 7 - art - loc - 4)]
-        return [10, 7, art, max(10, total - 10 - 7 - art - 3)]
+        art = min(self._artifact_w, max(10, total // 5))
+        return [5, 7, art, max(10, total - 5 - 7 - art - 3)]
 
     def _header(self) -> None:
         parent = self.parent
@@ -286,7 +288,11 @@ class FindingsTable(ScrollView, can_focus=True):
             base = base + self.get_component_rich_style("findings--odd")
         sev_style = Style.parse(SEVERITY_STYLE.get(r.severity, ""))
         cells = [
-            (f"{glyph(r.severity)} {r.severity}", widths[0], sev_style),
+            (
+                f"{glyph(r.severity)} {r.severity}" if len(widths) == 5 else f" {glyph(r.severity)}",
+                widths[0],
+                sev_style,
+            ),
             (r.rule, widths[1], Style(bold=True)),
             (middle(r.artifact, widths[2]), widths[2], Style()),
         ]
