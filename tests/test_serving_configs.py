@@ -291,6 +291,16 @@ def test_shell_facts(tmp_path):
     assert srv.adapters[0].line == 5  # the exec line that starts the command
 
 
+def test_vllm_yaml_engine_pin_in_a_comment(tmp_path):
+    """`vllm serve --config` has no version key: a `vllm==X` pin in a comment is the engine version."""
+    path = tmp_path / "vllm.yaml"
+    path.write_text("# canary; engine: vllm==0.6.3\n" + VLLM_YAML.replace("CAP", "16"))
+    (srv,) = parse_config(path).servers
+    assert (srv.engine, srv.version) == ("vllm", "0.6.3")
+    path.write_text(VLLM_YAML.replace("CAP", "16"))
+    assert parse_config(path).servers[0].version is None
+
+
 def test_matrix_rows_and_render(tmp_path):
     root = _make(tmp_path, "compose", planted=True)
     # a second registered version with a rank the server takes: the matrix says ok for it

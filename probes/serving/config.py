@@ -712,6 +712,9 @@ def parse_vllm_yaml(path: Path, doc: dict[str, Any], text: str, env: dict[str, s
     opts = vllm_yaml_opts(doc)
     srv = Server(engine="vllm", source="vllm-yaml", name=path.name, line=1)
     srv.problems.extend(problems)
+    # A `vllm serve --config` file has no version field; teams pin it in a comment (`# engine: vllm==0.33.0`).
+    pins = (_PIP_VLLM.search(ln) for ln in text.splitlines() if ln.lstrip().startswith("#"))
+    srv.version = next((m.group(1) for m in pins if m), None)
     vllm_server(opts, [], srv, text)
     pc.servers.append(srv)
     return pc

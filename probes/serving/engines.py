@@ -1,6 +1,8 @@
 """What each serving engine accepts, by version (from /work/shared/reference/serving.md).
 
-An unpinned vLLM is checked as the newest release described here (LATEST_VLLM) and says so.
+The version comes from an image tag (`vllm/vllm-openai:v0.6.3`), a `pip install vllm==X` in a script, or,
+in a `vllm serve --config` YAML, a `vllm==X` pin in a comment. An unpinned vLLM is checked as the newest
+release described here (LATEST_VLLM) and says so.
 """
 
 from __future__ import annotations
