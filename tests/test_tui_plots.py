@@ -36,6 +36,16 @@ def test_training_plot_marks_spikes_and_non_finite_steps():
     assert plots.marks_caption(pts, [60, 90]) == "● flagged steps 60   ✗ non-finite at 90"
 
 
+def test_value_axis_labels_are_low_middle_high_of_the_data():
+    """Each panel's y labels are the data's low, middle and high (plotext's own ticks drifted: the fresh-user
+    trial read a bottom label 0.085 under 8.1e9 on a 4-row panel and took the spacing for a scale)."""
+    steps = list(range(1, 41))
+    grad = [0.085 + i * 0.01 for i in range(20)] + [4e8 * i for i in range(1, 21)]
+    out = plotext.uncolorize(plots.training_plot({"steps": steps, "grad_norm": grad}, [], 70, 8))
+    labels = [ln.split("┤")[0].strip() for ln in out.splitlines() if "┤" in ln]
+    assert labels == ["8.0e9", "4.0e9", "0.085"], out
+
+
 def test_training_plot_tolerates_missing_series():
     assert plots.training_plot({"steps": [1, 2]}, [], 40, 10).startswith("no training curve")
     out = plotext.uncolorize(plots.training_plot({"steps": [1, 2, 3], "loss": [1.0, 0.5, 0.4]}, ["x", None], 40, 10))

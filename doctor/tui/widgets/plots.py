@@ -42,6 +42,24 @@ def _line(plt, ax, xs: Sequence[float], ys: Sequence[float], color: str) -> None
     ax.draw(sig)
 
 
+def _value_ticks(ax, vals: Sequence[float]) -> None:
+    """Low, middle and high value on the y axis. plotext's own ticks land on the nearest text row, so with
+    few rows their labels drift from the values beside them; three ticks stay within half a row."""
+    if not vals:
+        return
+    lo, hi = min(vals), max(vals)
+    ticks = [lo, (lo + hi) / 2, hi] if hi > lo else [lo]
+    ax.ruler("y").ticks(ticks, [_tick_label(t) for t in ticks])
+
+
+def _tick_label(t: float) -> str:
+    """1.9, 0.085, 8.0e9, 3.0e-5: short, and exact enough to read a spike's size."""
+    if t == 0 or 1e-3 <= abs(t) < 1e4:
+        return f"{t:.3g}"
+    mantissa, exp = f"{t:.1e}".split("e")
+    return f"{mantissa}e{int(exp)}"
+
+
 def _points(plt, ax, xs: Sequence[float], ys: Sequence[float], symbol: str, color: str) -> None:
     if not xs:
         return
@@ -111,6 +129,7 @@ def training_plot(
             xs = [float(s) for s, v in zip(steps, ys) if _finite(v)]
             vals = [float(v) for v in ys if _finite(v)]
             _line(plt, ax, xs, vals, color)
+            _value_ticks(ax, vals)
             top = max(vals) if vals else 1.0
             value_at = dict(zip(steps, ys))
             for m in flagged:
@@ -160,6 +179,7 @@ def loss_curve(steps: Sequence[float], loss: Sequence[float | None], width: int 
     with _LOCK:
         plt, fig = _figure(width, height)
         _line(plt, fig, [p[0] for p in pairs], [p[1] for p in pairs], "cyan")
+        _value_ticks(fig, [p[1] for p in pairs])
         fig.title("loss")
         return _render(plt, fig)
 
