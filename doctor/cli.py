@@ -232,7 +232,10 @@ _COMMANDS = {"check": cmd_check, "inspect": cmd_inspect, "rules": cmd_rules, "ex
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the subcommand they were given to, as its own errors do
+        choices = parser._subparsers._group_actions[0].choices if parser._subparsers else {}  # type: ignore[union-attr]
+        (choices.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         argv = ["tui"] if "tui" in parser._subparsers._group_actions[0].choices else ["--help"]  # type: ignore[union-attr]
         args = parser.parse_args(argv)

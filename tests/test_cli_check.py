@@ -196,3 +196,9 @@ def test_header_typo_in_a_declared_eval_table_is_reported_not_relabelled(tmp_pat
     code, rep = run_json("check", str(root / "eval"))
     (f,) = [f for f in rep["findings"] if Path(f["path"]).name == "candidate.csv"]
     assert code == 1 and f["rule"] == "EVL010" and "score" in f["message"] and "scor" in f["message"]
+
+
+def test_unknown_option_names_the_subcommand(tmp_path):
+    proc = run_doctor("check", str(tmp_path), "--fromat", "json")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "doctor check: unrecognized arguments: --fromat json (see `doctor check --help`)"
