@@ -114,11 +114,25 @@ class DoctorApp(App):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._painted)
+        if not self.is_headless:
+            self.set_interval(2.0, self._check_terminal)
         if self._preloaded is not None:  # a report given up front (bench, tests): no scan
             self.post_message(ScanDone(self._preloaded, 0.0))
             self._preloaded = None
             return
         self.start_scan()
+
+    def _check_terminal(self) -> None:
+        """Quit once the terminal is gone. A closed window sends SIGHUP only to the session leader: under
+        `make demo` that is make, which waits for us, while the hung-up tty keeps Textual's input reader busy
+        (a full core, forever)."""
+        import sys
+        import termios
+
+        try:
+            termios.tcgetattr(sys.__stdin__.fileno())
+        except (termios.error, OSError, ValueError, AttributeError):
+            self.exit(return_code=129)  # 128 + SIGHUP, as if the hang-up had reached us
 
     def _painted(self) -> None:
         if self.first_paint_s is None:
