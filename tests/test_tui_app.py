@@ -690,3 +690,41 @@ async def test_playbook_reopens_on_the_rollout_it_was_switched_to(tmp_path: Path
 
         row = app.overview.query_one(FindingsTable).current()
         assert row is not None and app.screen.root == rollout_of(row.finding.path, app.roots())
+
+
+def test_app_quits_when_its_terminal_closes_under_a_parent_that_keeps_running(tmp_path: Path):
+    """`make demo` in a window that is closed: the hang-up goes to make (the session leader), which stays to
+    wait for the app, so the app never sees SIGHUP. It must notice the dead terminal and exit, not spin."""
+    import pty
+    import select
+
+    from tests.conftest import REPO
+
+    world = make_world(tmp_path)
+    pid, fd = pty.fork()
+    if pid == 0:  # child: a leader that survives SIGHUP (like make) runs the app in the foreground
+        os.chdir(REPO)
+        cmd = f"trap 'echo hup' HUP; {sys.executable} -m doctor tui {world / 'clean'}; echo app-exited"
+        os.execvp("sh", ["sh", "-c", cmd])
+    try:
+        seen, deadline = b"", time.monotonic() + 60
+        while b"peft-doctor" not in seen and time.monotonic() < deadline:
+            if select.select([fd], [], [], 0.5)[0]:
+                try:
+                    seen += os.read(fd, 65536)
+                except OSError:
+                    break
+        assert b"peft-doctor" in seen, seen[-500:]
+    finally:
+        os.close(fd)  # the window closes
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        subprocess.run(["pkill", "-f", f"doctor tui {world / 'clean'}"], check=False)
+        raise AssertionError("the app outlived its terminal")
