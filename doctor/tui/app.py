@@ -58,6 +58,15 @@ class JobLaunched(Message):
         super().__init__()
 
 
+def _stdin_is_tty() -> bool:
+    import sys
+
+    try:
+        return sys.__stdin__ is not None and sys.__stdin__.isatty()
+    except (OSError, ValueError):
+        return False
+
+
 class DoctorApp(App):
     CSS_PATH = "doctor.tcss"
     TITLE = "peft-doctor"
@@ -114,7 +123,7 @@ class DoctorApp(App):
 
     def on_mount(self) -> None:
         self.call_after_refresh(self._painted)
-        if not self.is_headless:
+        if not self.is_headless and _stdin_is_tty():
             self.set_interval(2.0, self._check_terminal)
         if self._preloaded is not None:  # a report given up front (bench, tests): no scan
             self.post_message(ScanDone(self._preloaded, 0.0))
