@@ -230,12 +230,22 @@ def cmd_watch(args: argparse.Namespace) -> int:
 _COMMANDS = {"check": cmd_check, "inspect": cmd_inspect, "rules": cmd_rules, "explain": cmd_explain, "watch": cmd_watch}
 
 
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command actually chosen (`doctor jobs run`), following each subparsers' dest."""
+    while parser._subparsers is not None:
+        action = parser._subparsers._group_actions[0]
+        chosen = getattr(args, action.dest, None)
+        if chosen not in action.choices:  # type: ignore[operator]
+            break
+        parser = action.choices[chosen]  # type: ignore[index]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
-    if extra:  # name the subcommand they were given to, as its own errors do
-        choices = parser._subparsers._group_actions[0].choices if parser._subparsers else {}  # type: ignore[union-attr]
-        (choices.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # name the (sub)subcommand they were given to, as its own errors do
+        _innermost(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         argv = ["tui"] if "tui" in parser._subparsers._group_actions[0].choices else ["--help"]  # type: ignore[union-attr]
         args = parser.parse_args(argv)

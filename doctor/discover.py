@@ -139,8 +139,9 @@ def discover(target: Path) -> list[Artifact]:
     if target.is_file():
         kind = classify_file(target)
         manifest = _manifest_above(target.parent)
-        declared = dict(declared_files(manifest)) if manifest and kind != "manifest" else {}
-        kind = declared.get(target, kind)
+        if manifest and kind != "manifest":
+            declared = {_resolved(p): k for p, k in declared_files(manifest)}
+            kind = declared.get(target, kind)
         if kind is None and target.name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
             kind, target = "adapter", target.parent
         if kind:
@@ -170,7 +171,7 @@ def declared_files(manifest: Path) -> list[tuple[Path, str]]:
 
     try:
         data = read_manifest(manifest)
-    except ReadError:
+    except (ReadError, ValueError, TypeError, OSError):  # bad bytes, wrong types: its own probe says what
         return []
     ev, srv = data.get("eval") or {}, data.get("serving") or {}
     if not isinstance(ev, dict) or not isinstance(srv, dict):
@@ -186,9 +187,17 @@ def declared_files(manifest: Path) -> list[tuple[Path, str]]:
     out = []
     for value, kind in named:
         p = resolve(manifest.parent, value)
-        if p is not None:
-            out.append((p.resolve(), kind))
+        if p is not None and "\0" not in value:
+            # Normalised, not resolved: a symlink is matched where it sits, as the folder walk sees it.
+            out.append((Path(os.path.normpath(p)), kind))
     return out
+
+
+def _resolved(p: Path) -> Path:
+    try:
+        return p.resolve()
+    except (OSError, RuntimeError):
+        return p
 
 
 def _apply_declared_kinds(found: list[Artifact], root: Path) -> None:
@@ -209,7 +218,7 @@ def _apply_declared_kinds(found: list[Artifact], root: Path) -> None:
                 art = Artifact(path, kind)
                 found.append(art)
                 by_path[path] = art
-            elif art.kind != kind:
+            elif art.kind not in (kind, "manifest"):  # a manifest listing itself stays a manifest
                 art.kind = kind
 
 

@@ -144,6 +144,8 @@ _NON_NEGATIVE = ("a number >= 0", lambda v: _is_num(v) and v >= 0)
 _UNIT = ("a number in [0, 1)", lambda v: _is_num(v) and 0 <= v < 1)
 _COUNT = ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1)
 _BOOL = ("true or false", lambda v: isinstance(v, bool))
+# HF reads logging/save/eval steps below 1 as a share of the run's steps.
+_STEPS = ("an integer >= 1 or a share of the run in (0, 1)", lambda v: _COUNT[1](v) or (_is_num(v) and 0 < v < 1))
 _VALUE_RULES: dict[str, tuple[str, Any]] = {
     "learning_rate": _POSITIVE,
     "num_train_epochs": _POSITIVE,
@@ -151,16 +153,16 @@ _VALUE_RULES: dict[str, tuple[str, Any]] = {
     "lora_alpha": _POSITIVE,
     "max_grad_norm": _NON_NEGATIVE,
     "weight_decay": _NON_NEGATIVE,
-    "warmup_ratio": _UNIT,
+    "warmup_ratio": ("a number in [0, 1]", lambda v: _is_num(v) and 0 <= v <= 1),
     "warmup_steps": _NON_NEGATIVE,
     "lora_dropout": _UNIT,
     "adam_beta1": _UNIT,
     "adam_beta2": _UNIT,
     "per_device_train_batch_size": _COUNT,
     "gradient_accumulation_steps": _COUNT,
-    "logging_steps": _COUNT,
-    "save_steps": _COUNT,
-    "eval_steps": _COUNT,
+    "logging_steps": _STEPS,
+    "save_steps": _STEPS,
+    "eval_steps": _STEPS,
     "max_seq_length": _COUNT,
     "r": _COUNT,
     "max_steps": ("an integer >= 1 (or -1: use num_train_epochs)", lambda v: _COUNT[1](v) or v == -1),

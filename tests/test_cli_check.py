@@ -202,3 +202,26 @@ def test_unknown_option_names_the_subcommand(tmp_path):
     proc = run_doctor("check", str(tmp_path), "--fromat", "json")
     assert proc.returncode == 2
     assert proc.stderr.strip() == "doctor check: unrecognized arguments: --fromat json (see `doctor check --help`)"
+
+
+def test_declared_file_behind_a_symlink_is_still_checked(tmp_path):
+    root = _rollout_copy(tmp_path, "healthy")
+    outside = tmp_path / "ext" / "cand.csv"
+    outside.parent.mkdir()
+    outside.write_text("garbage\n")
+    (root / "eval" / "candidate.csv").unlink()
+    (root / "eval" / "candidate.csv").symlink_to(outside)
+    code, rep = run_json("check", str(root))
+    assert code == 1 and any(f["rule"] == "EVL010" for f in rep["findings"]), rep["findings"]
+
+
+def test_unreadable_manifest_above_the_target_is_no_crash(tmp_path):
+    """A target inside a rollout whose rollout.toml is not UTF-8 (or has wrong types): the file is still
+    checked by its content; no internal error."""
+    root = _rollout_copy(tmp_path, "healthy")
+    manifest = root / "rollout.toml"
+    for bad in (b"[rollout]\nname = '\xe9'\n", b'[rollout]\nname = "x"\nadapters = 5\n'):
+        manifest.write_bytes(bad)
+        for target in (root / "eval", root / "eval" / "candidate.csv"):
+            proc = run_doctor("check", str(target))
+            assert proc.returncode == 0, (bad, target, proc.stdout[-500:], proc.stderr[-500:])

@@ -44,6 +44,10 @@ def test_value_axis_labels_are_low_middle_high_of_the_data():
     out = plotext.uncolorize(plots.training_plot({"steps": steps, "grad_norm": grad}, [], 70, 8))
     labels = [ln.split("┤")[0].strip() for ln in out.splitlines() if "┤" in ln]
     assert labels == ["8.0e9", "4.0e9", "0.085"], out
+    # A tiny wiggle on a large value gets the digits that tell its ticks apart.
+    flat = [1.0001 + 0.0002 * (i % 2) for i in range(40)]
+    out = plotext.uncolorize(plots.training_plot({"steps": steps, "loss": flat}, [], 70, 8))
+    assert [ln.split("┤")[0].strip() for ln in out.splitlines() if "┤" in ln] == ["1.0003", "1.0002", "1.0001"]
 
 
 def test_training_plot_tolerates_missing_series():

@@ -353,6 +353,8 @@ def checkpoint_every(recipe: dict[str, Any]) -> int | None:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         return None
     own = recipe.get("save_steps") if recipe.get("save_strategy", "steps") == "steps" else None
+    if isinstance(own, float) and 0 < own < 1:  # HF: a share of the run
+        own = max(1, int(own * steps))
     every = max(1, steps // 10)
     return min(every, own) if isinstance(own, int) and own >= 1 else every
 

@@ -136,8 +136,11 @@ class DoctorApp(App):
         `make demo` that is make, which waits for us, while the hung-up tty keeps Textual's input reader busy
         (a full core, forever)."""
         import sys
-        import termios
 
+        try:
+            import termios
+        except ImportError:  # no POSIX terminal API: nothing to check
+            return
         try:
             termios.tcgetattr(sys.__stdin__.fileno())
         except (termios.error, OSError, ValueError, AttributeError):

@@ -48,15 +48,22 @@ def _value_ticks(ax, vals: Sequence[float]) -> None:
     if not vals:
         return
     lo, hi = min(vals), max(vals)
-    ticks = [lo, (lo + hi) / 2, hi] if hi > lo else [lo]
-    ax.ruler("y").ticks(ticks, [_tick_label(t) for t in ticks])
+    ticks = [lo, lo / 2 + hi / 2, hi] if hi > lo else [lo]
+    # more digits only when the short labels would read the same (a tiny wiggle on a large value)
+    for digits in range(2, 8):
+        labels = [_tick_label(t, digits) for t in ticks]
+        if len(set(labels)) == len(labels):
+            break
+    ax.ruler("y").ticks(ticks, labels)
 
 
-def _tick_label(t: float) -> str:
+def _tick_label(t: float, digits: int = 2) -> str:
     """1.9, 0.085, 8.0e9, 3.0e-5: short, and exact enough to read a spike's size."""
-    if t == 0 or 1e-3 <= abs(t) < 1e4:
-        return f"{t:.3g}"
-    mantissa, exp = f"{t:.1e}".split("e")
+    if not math.isfinite(t):
+        return str(t)
+    if t == 0 or 1e-3 <= abs(t) < 1e3:
+        return f"{t:.{digits + 1}g}"
+    mantissa, exp = f"{t:.{digits - 1}e}".split("e")
     return f"{mantissa}e{int(exp)}"
 
 
