@@ -527,3 +527,19 @@ def test_unknown_yaml_and_garbage_never_crash(tmp_path):
         root = make_rollout(tmp_path / f"r{i}", "vllm.yaml" if i < 3 else "serve.sh", text)
         report = run(root)
         assert not any(f.rule == "DOC002" for f in report.findings), [(f.rule, f.message) for f in report.findings]
+
+
+@pytest.mark.parametrize(
+    "config_arg, rule, text",
+    [
+        ("serving/missing.yaml", "SRV001", "--config file serving/missing.yaml not found"),
+        ("../../outside.yaml", "SRV019", "--config ../../outside.yaml is outside the rollout; not followed"),
+    ],
+)
+def test_unusable_config_file_is_reported(tmp_path, config_arg, rule, text):
+    script = f"#!/bin/sh\nexec vllm serve {BASE} --enable-lora --config {config_arg}\n"
+    report = run(make_rollout(tmp_path / "r", "serve.sh", script))
+    f = next((f for f in report.findings if f.rule == rule), None)
+    assert f is not None and text in f.message and f.locator.endswith(": config"), [
+        (x.rule, x.message) for x in report.findings
+    ]

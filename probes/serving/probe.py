@@ -489,35 +489,20 @@ class ServingProbe(Probe):
         if res.status == "ok" and path is not None and not path.exists():
             alt = artifact.path.parent / srv.config_file
             path = alt if alt.exists() and _within(alt, ctx.rollout.root) else path
+        unusable = None  # (rule, what is wrong with the --config file)
         if res.status == "outside":
-            findings.append(
-                R.OUTSIDE_ROOT.finding(
-                    artifact.path,
-                    f"{srv.name}: --config {srv.config_file} is outside the rollout; not followed",
-                    locator=f"{srv.name}: config",
-                    line=srv.line,
-                )
+            unusable = (R.OUTSIDE_ROOT, f"--config {srv.config_file} is outside the rollout; not followed")
+        elif path is None or not path.is_file():
+            unusable = (
+                (R.CANNOT_VERIFY, f"--config {srv.config_file} exists only in the container")
+                if res.status == "container"
+                else (R.UNPARSEABLE, f"--config file {srv.config_file} not found")
             )
-            return srv
-        if path is None or not path.is_file():
-            if res.status == "container":
-                findings.append(
-                    R.CANNOT_VERIFY.finding(
-                        artifact.path,
-                        f"{srv.name}: --config {srv.config_file} exists only in the container",
-                        locator=f"{srv.name}: config",
-                        line=srv.line,
-                    )
-                )
-            else:
-                findings.append(
-                    R.UNPARSEABLE.finding(
-                        artifact.path,
-                        f"{srv.name}: --config file {srv.config_file} not found",
-                        locator=f"{srv.name}: config",
-                        line=srv.line,
-                    )
-                )
+        if unusable is not None:
+            rule, what = unusable
+            findings.append(
+                rule.finding(artifact.path, f"{srv.name}: {what}", locator=f"{srv.name}: config", line=srv.line)
+            )
             return srv
         try:
             return apply_config_file(srv, path, env)
