@@ -13,6 +13,14 @@ _MAX_INLINE = 12
 
 
 def render_inspect(report: Report, fmt: str, matrix: bool = False) -> str:
+    from doctor.redact import redact_report
+    from doctor.report.escape import for_format
+
+    report = redact_report(report)
+    return for_format(fmt, _render(report, fmt, matrix))
+
+
+def _render(report: Report, fmt: str, matrix: bool) -> str:
     if fmt == "json":
         payload: dict[str, Any] = {
             "schema": "peft-doctor/inspect/1",

@@ -99,7 +99,7 @@ class Finding:
     def fingerprint(self, display_path: str) -> str:
         """Logical identity: rule + artifact + locator, so baselines survive unrelated edits."""
         key = f"{self.rule}\x00{display_path}\x00{self.locator}"
-        return hashlib.sha256(key.encode()).hexdigest()[:32]
+        return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 @dataclass

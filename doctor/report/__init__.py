@@ -26,5 +26,9 @@ class RenderContext:
 def render(report: Report, fmt: str, ctx: RenderContext) -> str:
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    from doctor.redact import redact_report
+    from doctor.report.escape import for_format
+
     module = importlib.import_module(f"doctor.report.{fmt}_report")
-    return module.render(report, ctx)
+    # Centrally, so no format can forget: secrets blanked, non-UTF-8 names in the format's convention.
+    return for_format(fmt, module.render(redact_report(report), ctx))

@@ -17,6 +17,7 @@ from typing import Any
 
 from doctor.model import Finding, Report, display_path
 from doctor.report.console_report import Group, action_command, action_text, group_findings, passed_probes
+from doctor.report.escape import readable
 from doctor.report.json_report import jsonable
 
 # Characters XML 1.0 cannot carry at all (even escaped).
@@ -24,7 +25,7 @@ _ILLEGAL_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U00
 
 
 def _x(text: Any) -> str:
-    return _ILLEGAL_XML.sub("\ufffd", str(text))
+    return _ILLEGAL_XML.sub("\ufffd", readable(str(text)))
 
 
 def _hostname() -> str:

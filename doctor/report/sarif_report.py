@@ -12,9 +12,9 @@ import json
 import re
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from doctor.model import Finding, Report, Severity, display_path
+from doctor.report.escape import file_uri, uri_path
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "https://github.com/peft-doctor/peft-doctor"
@@ -70,8 +70,8 @@ def artifact_location(finding: Finding, ctx: Any) -> dict[str, Any]:
     shown = display_path(path, ctx.cwd)
     if Path(shown).is_absolute():
         # Outside the working directory: an absolute file URI (no base id).
-        return {"uri": Path(shown).as_uri()}
-    return {"uri": quote(shown, safe="/"), "uriBaseId": SRCROOT}
+        return {"uri": file_uri(shown)}
+    return {"uri": uri_path(shown), "uriBaseId": SRCROOT}
 
 
 def _message(finding: Finding) -> str:
@@ -144,7 +144,7 @@ def sarif_log(report: Report, ctx: Any) -> dict[str, Any]:
 
 
 def _dir_uri(path: Path) -> str:
-    uri = path.resolve().as_uri()
+    uri = file_uri(path.resolve().as_posix())
     return uri if uri.endswith("/") else uri + "/"
 
 
