@@ -23,9 +23,28 @@ _SERVING_WORDS = re.compile(
     r"vllm\s+serve|vllm\.entrypoints|--enable-lora|enable-lora|text-generation-launcher|lorax-launcher|"
     r"LORA_ADAPTERS|--lora-adapters|--lora-modules|ghcr\.io/huggingface/text-generation-inference|"
     r"vllm/vllm-openai|predibase/lorax|ghcr\.io/predibase/lorax|"
-    r"^\s*(?:enable[-_]lora|lora[-_]modules|max[-_]lora[-_]rank)\s*:",  # `vllm serve --config` YAML keys
+    r"^\s*(?:enable[-_]lora|lora[-_]modules|max[-_]lora[-_]rank)\s*:|"  # `vllm serve --config` YAML keys
+    r"sglang\.launch_server|lmsysorg/sglang|--lora-paths|kubeai\.org/|servingEngineSpec|litellm_params",
     re.M,
 )
+# A Python file is a launcher only when an engine entry point sits in a string literal of an argument list.
+_PY_LAUNCHER = re.compile(
+    r"""["'](?:sglang\.launch_server|vllm\.entrypoints\.openai\.api_server)["']|["']vllm["']\s*,\s*["']serve["']|"""
+    r"""\bServerArgs\(\s*model_path\s*="""
+)
+_COMPOSE_NAME = re.compile(r"^(?:docker-)?compose[\w.-]*\.ya?ml$")
+_BUILD_DOCKERFILE = re.compile(r"^\s*(?:dockerfile|build)\s*:\s*['\"]?([\w./-]+)", re.M)
+
+
+def _compose_builds_server(path: Path, text: str) -> bool:
+    """A compose file whose services are built from a Dockerfile that launches an engine (name + peek)."""
+    for value in _BUILD_DOCKERFILE.findall(text):
+        for cand in (path.parent / value, path.parent / value / "Dockerfile"):
+            if cand.is_file() and _SERVING_WORDS.search(_peek(cand)):
+                return True
+    return False
+
+
 _TRAIN_CFG_KEYS = re.compile(
     r"^(base_model|model_name_or_path|adapter|finetuning_type|lora_r|lora_rank|learning_rate|"
     r"micro_batch_size|num_epochs|stage|load_in_4bit|quantization_bit)\s*:",
@@ -85,11 +104,17 @@ def classify_file(path: Path) -> str | None:
             return "registry"
         if _SERVING_WORDS.search(text):
             return "serving_config"
+        if _COMPOSE_NAME.match(low) and _compose_builds_server(path, text):
+            return "serving_config"
         if _TRAIN_CFG_KEYS.search(text):
             return "training_config"
         return None
     if low.endswith(".sh") or low == "dockerfile" or low.startswith("dockerfile.") or low.endswith(".dockerfile"):
         return "serving_config" if _SERVING_WORDS.search(_peek(path)) else None
+    if low in ("makefile", "gnumakefile") or low.endswith(".mk"):
+        return "serving_config" if _SERVING_WORDS.search(_peek(path)) else None
+    if low.endswith(".py"):
+        return "serving_config" if _PY_LAUNCHER.search(_peek(path)) else None
     if low.endswith((".csv", ".tsv", ".jsonl", ".parquet")):
         if low.startswith("samples_") and low.endswith(".jsonl") and '"doc_id"' in _peek(path, 4096):
             return "eval_table"  # lm-evaluation-harness per-sample output (first line may exceed the peek)

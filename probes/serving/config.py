@@ -1,9 +1,12 @@
 """Serving configs → one normalized model (`Server`), whatever wrote them.
 
-Sources: vLLM command lines in shell scripts, Dockerfiles (CMD/ENTRYPOINT + base image), docker-compose
-`command:`/`entrypoint:`/`environment:`, Kubernetes container `command`/`args`/`env`, `vllm serve --config`
-YAML; TGI (`--lora-adapters`, `LORA_ADAPTERS`); LoRAX launcher arguments. What cannot be parsed is
-recorded in `Server.problems` / `ParsedConfig.problems` with its line, never guessed.
+Sources: vLLM / SGLang command lines in shell scripts and Makefile recipes, Dockerfiles (CMD/ENTRYPOINT +
+base image), docker-compose `command:`/`entrypoint:`/`environment:` (and the Dockerfile a service is
+`build:` from), Kubernetes container `command`/`args`/`env`, KubeAI `Model` resources, Helm values,
+`vllm serve --config` YAML, Python launchers that build the argument list; TGI (`--lora-adapters`,
+`LORA_ADAPTERS`); LoRAX launcher arguments; a LiteLLM proxy config in front of them (routes only).
+What cannot be parsed is recorded in `Server.problems` / `ParsedConfig.problems` with its line, never
+guessed.
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ from doctor.probe import ReadError
 from probes.serving.envsubst import interpolate
 from probes.serving.yamlsafe import line_of, load_yaml, load_yaml_text
 
-ENGINES = ("vllm", "tgi", "lorax")
+ENGINES = ("vllm", "tgi", "lorax", "sglang")
 VLLM_DEFAULTS = {"max_lora_rank": 16, "max_loras": 1}
+SGLANG_DEFAULTS = {"max_loras": 8}  # --max-loras-per-batch; --max-lora-rank is inferred from the adapters
 
 # vLLM options that take no value (anything else followed by a non-flag token takes that token).
 _VLLM_BOOL = {
@@ -48,10 +52,12 @@ _VLLM_BOOL = {
 }
 _VLLM_BOOL.discard("api-server-count")
 _VLLM_MULTI = {"lora-modules", "allowed-origins", "middleware", "allowed-methods", "allowed-headers"}
+_SGLANG_BOOL = {"enable-lora", "trust-remote-code", "disable-radix-cache", "enable-torch-compile", "skip-server-warmup"}
+_SGLANG_MULTI = {"lora-paths", "lora-target-modules"}
 _TGI_BOOL = {"trust-remote-code", "disable-custom-kernels", "sharded", "json-output", "disable-grammar-support"}
 _IMAGE = re.compile(
     r"(?P<repo>(?:[\w.-]+(?::\d+)?/)?(?:vllm/vllm-openai|huggingface/text-generation-inference|"
-    r"predibase/lorax))(?::(?P<tag>[\w.-]+))?"
+    r"predibase/lorax|lmsysorg/sglang))(?::(?P<tag>[\w.-]+))?"
 )
 _PIP_VLLM = re.compile(r"\bvllm==(\d+(?:\.\d+)*)")
 
@@ -70,7 +76,7 @@ class Server:
     """One serving process, normalized."""
 
     engine: str
-    source: str  # "shell" | "dockerfile" | "compose" | "k8s" | "vllm-yaml"
+    source: str  # shell | makefile | dockerfile | compose | k8s | kubeai | helm | vllm-yaml | python
     name: str = ""  # service / container / script line
     line: int = 1
     version: str | None = None
@@ -88,6 +94,8 @@ class Server:
     problems: list[dict[str, Any]] = field(default_factory=list)  # {"kind", "message", "line"}
     config_file: str | None = None  # `--config` YAML it reads
     options: dict[str, list[Any]] = field(default_factory=dict)  # engine options as written
+    tokenizer: str | None = None  # --tokenizer / --tokenizer-path: what the server tokenizes with
+    lora_target_modules: list[str] = field(default_factory=list)  # modules the engine applies LoRA to
 
     @property
     def routes(self) -> list[str]:
@@ -106,12 +114,24 @@ class Server:
 
 
 @dataclass
+class Route:
+    """One entry of a routing layer (LiteLLM `model_list`): a public name sent on to a backend model name."""
+
+    name: str  # what clients ask for
+    model: str  # what the router sends to the backend (provider prefix removed)
+    provider: str = ""  # hosted_vllm, openai, …
+    api_base: str | None = None
+    line: int = 1
+
+
+@dataclass
 class ParsedConfig:
     path: Path
     format: str
     servers: list[Server] = field(default_factory=list)
     problems: list[dict[str, Any]] = field(default_factory=list)
     text: str = ""
+    routes: list[Route] = field(default_factory=list)
 
 
 def _problem(kind: str, message: str, line: int = 1) -> dict[str, Any]:
@@ -240,11 +260,71 @@ def vllm_server(opts: dict[str, list[Any]], pos: list[str], server: Server, text
     cfg = _last(opts, "config")
     if isinstance(cfg, str):
         server.config_file = cfg
+    tok = _last(opts, "tokenizer")
+    server.tokenizer = str(tok) if isinstance(tok, str) else None
+    server.lora_target_modules = [str(m) for v in opts.get("lora-target-modules", []) for m in str(v).split(",") if m]
+    return server
+
+
+def _parse_sglang_lora(server: Server, item: Any, line: int) -> None:
+    """One `--lora-paths` value: PATH | NAME=PATH | JSON {"lora_name","lora_path","pinned"}."""
+    s = str(item).strip()
+    if s.startswith("{"):
+        try:
+            obj = json.loads(s)
+        except ValueError:
+            server.problems.append(_problem("invalid_adapter_spec", f"lora-paths item {s!r} is not valid JSON", line))
+            return
+        if not isinstance(obj, dict) or not obj.get("lora_name") or not obj.get("lora_path"):
+            server.problems.append(
+                _problem("invalid_adapter_spec", f"lora-paths JSON {s!r} needs lora_name and lora_path", line)
+            )
+            return
+        server.adapters.append(AdapterRef(str(obj["lora_name"]), str(obj["lora_path"]), line, None, s))
+        return
+    name, eq, path = s.partition("=")
+    if eq and (not name or not path):
+        server.problems.append(_problem("invalid_adapter_spec", f"lora-paths item {s!r} is not NAME=PATH", line))
+        return
+    if not eq:
+        name, path = s, s  # a bare path is served under its own path as the name
+    server.adapters.append(AdapterRef(name.strip(), path.strip(), line, None, s))
+
+
+def sglang_server(opts: dict[str, list[Any]], server: Server) -> Server:
+    """`python -m sglang.launch_server` options (or ServerArgs keywords) → Server."""
+    server.options = {k: list(v) for k, v in opts.items()}
+    model = _last(opts, "model-path", "model")
+    server.model = str(model) if model is not None and model is not True else None
+    names = [str(x) for x in opts.get("served-model-name", []) if x is not True]
+    server.served_names = names
+    for item in opts.get("lora-paths", []):
+        _parse_sglang_lora(server, item, server.line)
+    flag = [v for v in opts.get("enable-lora", [])]
+    server.enable_lora = bool(server.adapters) or any(v is True or str(v).lower() in ("true", "1") for v in flag)
+    for key, attr in (("max-loras-per-batch", "max_loras"), ("max-lora-rank", "max_lora_rank")):
+        v = _last(opts, key)
+        if v is not None:
+            server.explicit.append(attr)
+            setattr(server, attr, _int(server, key, v, server.line))
+    if server.max_loras is None and "max_loras" not in server.explicit:
+        server.max_loras = SGLANG_DEFAULTS["max_loras"]
+    v = _last(opts, "max-loaded-loras")
+    if v is not None:
+        server.explicit.append("max_cpu_loras")
+        server.max_cpu_loras = _int(server, "max-loaded-loras", v, server.line)
+    q = _last(opts, "quantization")
+    server.quantization = str(q) if q is not None and q is not True else None
+    tok = _last(opts, "tokenizer-path")
+    server.tokenizer = str(tok) if isinstance(tok, str) else None
+    server.lora_target_modules = [str(m) for v in opts.get("lora-target-modules", []) for m in str(v).split(",") if m]
     return server
 
 
 def tgi_server(opts: dict[str, list[Any]], env: dict[str, str], server: Server, text: str = "") -> Server:
     server.model = _last(opts, "model-id") or env.get("MODEL_ID")
+    tok = _last(opts, "tokenizer-config-path")
+    server.tokenizer = str(tok) if isinstance(tok, str) else None
     q = _last(opts, "quantize") or env.get("QUANTIZE")
     server.quantization = str(q) if q else None
     spec = _last(opts, "lora-adapters") or env.get("LORA_ADAPTERS")
@@ -279,7 +359,9 @@ def image_engine(image: str) -> tuple[str | None, str | None]:
     if not m:
         return None, None
     repo = m.group("repo")
-    engine = "vllm" if "vllm" in repo else "tgi" if "text-generation" in repo else "lorax"
+    engine = (
+        "vllm" if "vllm" in repo else "tgi" if "text-generation" in repo else "sglang" if "sglang" in repo else "lorax"
+    )
     tag = m.group("tag")
     version = None
     if tag and tag != "latest":
@@ -309,6 +391,9 @@ def from_argv(
         if t in ("vllm.entrypoints.openai.api_server", "vllm.entrypoints.api_server"):
             engine, args = "vllm", argv[i + 1 :]
             break
+        if t in ("sglang.launch_server", "sglang.launch_server.py") or base == "launch_server.py":
+            engine, args = "sglang", argv[i + 1 :]
+            break
         if base == "text-generation-launcher":
             engine, args = "tgi", argv[i + 1 :]
             break
@@ -330,6 +415,8 @@ def from_argv(
     ver = None
     if engine is None and image:
         engine, ver = image_engine(image)
+        if engine == "sglang":
+            return None  # the SGLang image has no serving entrypoint: the command must name launch_server
         args = list(argv)
         if engine == "vllm" and args[:1] == ["serve"]:
             args = args[1:]
@@ -342,6 +429,9 @@ def from_argv(
         opts, pos = parse_opts(args, _VLLM_BOOL, _VLLM_MULTI)
         pos = [p for p in pos if p not in ("python", "python3", "-m")]
         return vllm_server(opts, pos, server, text)
+    if engine == "sglang":
+        opts, _ = parse_opts(args, _SGLANG_BOOL, _SGLANG_MULTI)
+        return sglang_server(opts, server)
     opts, _ = parse_opts(args, _TGI_BOOL, set())
     return tgi_server(opts, env, server, text)
 
@@ -377,7 +467,8 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
 
 _ASSIGN = re.compile(r"^(?:export\s+|readonly\s+|declare\s+(?:-\w+\s+)?)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 _LAUNCH = re.compile(
-    r"vllm\s+serve|vllm\.entrypoints|text-generation-launcher|lorax-launcher|docker\s+run|podman\s+run"
+    r"vllm\s+serve|vllm\.entrypoints|sglang\.launch_server|text-generation-launcher|lorax-launcher|"
+    r"docker\s+run|podman\s+run"
 )
 _SEPARATORS = {"&&", "||", ";", "|", "&"}
 
@@ -418,9 +509,22 @@ def _cut(tokens: list[str]) -> list[list[str]]:
 
 def parse_shell(path: Path, text: str, env: dict[str, str]) -> ParsedConfig:
     pc = ParsedConfig(path, "shell", text=text)
-    env = dict(env)
+    scan_commands(pc, path, _logical_lines(text), dict(env), source="shell")
+    return pc
+
+
+def scan_commands(
+    pc: ParsedConfig,
+    path: Path,
+    lines: list[tuple[int, str]],
+    env: dict[str, str],
+    *,
+    source: str,
+    names: dict[int, str] | None = None,
+) -> None:
+    """Shell-like command lines (a script, Makefile recipe lines) → servers; assignments feed `env`."""
     version = None
-    for lineno, line in _logical_lines(text):
+    for lineno, line in lines:
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
             continue
@@ -439,10 +543,11 @@ def parse_shell(path: Path, text: str, env: dict[str, str]) -> ParsedConfig:
         tokens = _split(stripped, lineno, pc.problems)
         if tokens is None:
             continue
+        name = (names or {}).get(lineno) or f"{path.name}:{lineno}"
         for part in _cut(tokens):
             problems: list[dict[str, Any]] = []
             part = _interp_tokens(part, env, problems, lineno)
-            srv = from_argv(part, source="shell", line=lineno, name=f"{path.name}:{lineno}", env=env, text="")
+            srv = from_argv(part, source=source, line=lineno, name=name, env=env, text="")
             if srv is None:
                 continue
             for a in srv.adapters:
@@ -452,16 +557,23 @@ def parse_shell(path: Path, text: str, env: dict[str, str]) -> ParsedConfig:
                 p["line"] = lineno
             srv.version = srv.version or version
             pc.servers.append(srv)
-    return pc
 
 
-def parse_dockerfile(path: Path, text: str, env: dict[str, str]) -> ParsedConfig:
-    pc = ParsedConfig(path, "dockerfile", text=text)
-    env = dict(env)
-    image = None
-    version = None
+@dataclass
+class DockerfileParts:
+    """What a Dockerfile contributes to a container: base image, env, ENTRYPOINT/CMD, pinned version."""
+
+    image: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
     entry: tuple[int, list[str]] | None = None
     cmd: tuple[int, list[str]] | None = None
+    version: str | None = None
+
+
+def dockerfile_parts(text: str, env: dict[str, str], problems: list[dict[str, Any]]) -> DockerfileParts:
+    """The last stage's FROM, ENV/ARG, ENTRYPOINT and CMD (variables interpolated as Docker does)."""
+    out = DockerfileParts(env=dict(env))
+    env = out.env
     for lineno, line in _logical_lines(text):
         s = line.strip()
         if not s or s.startswith("#"):
@@ -470,11 +582,11 @@ def parse_dockerfile(path: Path, text: str, env: dict[str, str]) -> ParsedConfig
         instr = instr.upper()
         rest = rest.strip()
         if instr == "FROM":
-            image = rest.split()[0] if rest else None
-            entry = cmd = None
+            out.image = rest.split()[0] if rest else None
+            out.entry = out.cmd = None
         elif instr in ("ENV", "ARG"):
             if "=" in rest:
-                toks = _split(rest, lineno, pc.problems) or []
+                toks = _split(rest, lineno, problems) or []
                 for t in toks:
                     k, eq, v = t.partition("=")
                     if eq:
@@ -487,7 +599,7 @@ def parse_dockerfile(path: Path, text: str, env: dict[str, str]) -> ParsedConfig
         elif instr == "RUN":
             m = _PIP_VLLM.search(rest)
             if m:
-                version = m.group(1)
+                out.version = m.group(1)
         elif instr in ("CMD", "ENTRYPOINT"):
             if rest.startswith("["):
                 try:
@@ -496,24 +608,28 @@ def parse_dockerfile(path: Path, text: str, env: dict[str, str]) -> ParsedConfig
                         raise ValueError
                     argv = [str(x) for x in argv]
                 except ValueError:
-                    pc.problems.append(_problem("unparseable", f"{instr} at line {lineno} is not a JSON array", lineno))
+                    problems.append(_problem("unparseable", f"{instr} at line {lineno} is not a JSON array", lineno))
                     continue
             else:
-                argv = _split(rest, lineno, pc.problems)
+                argv = _split(rest, lineno, problems)
                 if argv is None:
                     continue
-            problems: list[dict[str, Any]] = []
             argv = _interp_tokens(argv, env, problems, lineno)
-            pc.problems.extend(problems)
             if instr == "CMD":
-                cmd = (lineno, argv)
+                out.cmd = (lineno, argv)
             else:
-                entry = (lineno, argv)
-    argv = (entry[1] if entry else []) + (cmd[1] if cmd else [])
-    line = (entry or cmd or (1, []))[0]
-    srv = from_argv(argv, source="dockerfile", line=line, name=path.name, env=env, image=image, text="")
+                out.entry = (lineno, argv)
+    return out
+
+
+def parse_dockerfile(path: Path, text: str, env: dict[str, str]) -> ParsedConfig:
+    pc = ParsedConfig(path, "dockerfile", text=text)
+    parts = dockerfile_parts(text, env, pc.problems)
+    argv = (parts.entry[1] if parts.entry else []) + (parts.cmd[1] if parts.cmd else [])
+    line = (parts.entry or parts.cmd or (1, []))[0]
+    srv = from_argv(argv, source="dockerfile", line=line, name=path.name, env=parts.env, image=parts.image, text="")
     if srv is not None:
-        srv.version = srv.version or version
+        srv.version = srv.version or parts.version
         for a in srv.adapters:
             a.line = line
         for p in srv.problems:
@@ -600,7 +716,50 @@ def _compose_interp(obj: Any, env: dict[str, str], problems: list[dict[str, Any]
     return obj
 
 
-def parse_compose(path: Path, doc: dict[str, Any], text: str, env: dict[str, str]) -> ParsedConfig:
+_FOLLOW_KINDS = ("outside", "cannot_follow")
+
+
+def _build_dockerfile(
+    svc: dict[str, Any], compose: Path, root: Path | None, problems: list[dict[str, Any]], line: int
+) -> tuple[Path, DockerfileParts] | None:
+    """The Dockerfile a compose service is `build:` from, parsed — only when it lies inside the target."""
+    build = svc.get("build")
+    if isinstance(build, str):
+        context, dockerfile, args = build, "Dockerfile", {}
+    elif isinstance(build, dict):
+        context = str(build.get("context") or ".")
+        dockerfile = str(build.get("dockerfile") or "Dockerfile")
+        args = build.get("args") or {}
+    else:
+        return None
+    if "://" in context or context.startswith("git@"):
+        problems.append(
+            _problem("cannot_follow", f"build context {context!r} is remote; its Dockerfile was not read", line)
+        )
+        return None
+    path = (compose.parent / context / dockerfile).resolve()
+    fence = (root or compose.parent).resolve()
+    if fence not in path.parents:
+        problems.append(
+            _problem("outside", f"build Dockerfile {path} is outside the target {fence}; not followed", line)
+        )
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")[:1_000_000]
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(_problem("unparseable", f"build Dockerfile {path.name} cannot be read: {exc}", line))
+        return None
+    benv: dict[str, str] = {}
+    if isinstance(args, dict):
+        benv = {str(k): str(v) for k, v in args.items() if v is not None}
+    elif isinstance(args, list):
+        benv = dict(str(a).partition("=")[::2] for a in args)
+    return path, dockerfile_parts(text, benv, [])
+
+
+def parse_compose(
+    path: Path, doc: dict[str, Any], text: str, env: dict[str, str], root: Path | None = None
+) -> ParsedConfig:
     pc = ParsedConfig(path, "compose", text=text)
     env = {**_dotenv(path.parent), **env}
     services = doc.get("services")
@@ -612,12 +771,28 @@ def parse_compose(path: Path, doc: dict[str, Any], text: str, env: dict[str, str
         problems: list[dict[str, Any]] = []
         svc = _compose_interp(svc, env, problems, text)
         line = line_of(text, f"{sname}:")
-        senv = _env_of(svc.get("environment"), env, problems, text)
-        argv = _argv_of(svc.get("entrypoint"), problems, line) + _argv_of(svc.get("command"), problems, line)
+        built = _build_dockerfile(svc, path, root, problems, line)
+        parts = built[1] if built else DockerfileParts()
+        senv = {**parts.env, **_env_of(svc.get("environment"), env, problems, text)}
+        # compose `entrypoint:` replaces the image's ENTRYPOINT and drops its CMD; `command:` replaces CMD.
+        if "entrypoint" in svc:
+            argv = _argv_of(svc.get("entrypoint"), problems, line) + _argv_of(svc.get("command"), problems, line)
+        else:
+            entry = parts.entry[1] if parts.entry else []
+            cmd = _argv_of(svc.get("command"), problems, line) if "command" in svc else (parts.cmd or (0, []))[1]
+            argv = entry + cmd
         image = str(svc.get("image") or "")
+        if built and not image_engine(image)[0]:
+            image = parts.image or image  # the service's `image:` only names the build result
         srv = from_argv(argv, source="compose", line=line, name=str(sname), env=senv, image=image or None, text=text)
+        if srv is not None and built:
+            srv.version = srv.version or parts.version
+            srv.name = f"{sname} (build {built[0].name})"
         if srv is None:
-            pc.problems.extend(p for p in problems if image_engine(image)[0])
+            engine_like = any(t.startswith(("--lora", "--model", "--enable-lora")) for t in argv)
+            pc.problems.extend(
+                p for p in problems if image_engine(image)[0] or (engine_like and p["kind"] in _FOLLOW_KINDS)
+            )
             continue
         srv.problems[:0] = problems
         for v in svc.get("volumes") or []:
@@ -728,19 +903,35 @@ def looks_like_vllm_yaml(doc: Any) -> bool:
     )
 
 
-def parse_config(path: Path, env: dict[str, str] | None = None) -> ParsedConfig:
-    """Parse one serving config file. Whole-file failures raise ReadError; partial ones are problems."""
+def parse_config(path: Path, env: dict[str, str] | None = None, *, root: Path | None = None) -> ParsedConfig:
+    """Parse one serving config file. Whole-file failures raise ReadError; partial ones are problems.
+
+    root: the folder referenced files (a compose service's build Dockerfile) must stay inside."""
+    from probes.serving import launchers, operators, router
+
     env = dict(env or {})
     low = path.name.lower()
     if low.endswith((".yaml", ".yml")):
         docs, text = load_yaml(path, multi=True)
         docs = [d for d in docs if d is not None]
         if any(isinstance(d, dict) and d.get("kind") in _K8S_KINDS for d in docs):
-            return parse_k8s(path, docs, text, env)
+            pc = parse_k8s(path, docs, text, env)
+            operators.add_operator_resources(pc, docs, text, env)
+            return pc
+        if any(operators.is_operator_resource(d) for d in docs):
+            pc = ParsedConfig(path, "k8s", text=text)
+            operators.add_operator_resources(pc, docs, text, env)
+            return pc
         if len(docs) == 1 and isinstance(docs[0], dict) and isinstance(docs[0].get("services"), dict):
-            return parse_compose(path, docs[0], text, env)
+            return parse_compose(path, docs[0], text, env, root)
+        if len(docs) == 1 and router.is_litellm_config(docs[0]):
+            return router.parse_litellm(path, docs[0], text, env)
         if len(docs) == 1 and looks_like_vllm_yaml(docs[0]):
             return parse_vllm_yaml(path, docs[0], text, env)
+        if len(docs) == 1 and isinstance(docs[0], dict):
+            helm = operators.parse_helm_values(path, docs[0], text, env)
+            if helm.servers or helm.problems:
+                return helm
         pc = ParsedConfig(path, "yaml", text=text)
         pc.problems.append(
             _problem(
@@ -756,6 +947,10 @@ def parse_config(path: Path, env: dict[str, str] | None = None) -> ParsedConfig:
         raise ReadError(path, "not UTF-8 text", f"byte {exc.start}") from None
     if low == "dockerfile" or low.startswith("dockerfile.") or low.endswith(".dockerfile"):
         return parse_dockerfile(path, text, env)
+    if launchers.is_makefile(path.name):
+        return launchers.parse_makefile(path, text, env)
+    if low.endswith(".py"):
+        return launchers.parse_python(path, text, env)
     return parse_shell(path, text, env)
 
 
@@ -782,6 +977,7 @@ def apply_config_file(server: Server, path: Path, env: dict[str, str]) -> Server
 __all__ = [
     "AdapterRef",
     "ParsedConfig",
+    "Route",
     "Server",
     "apply_config_file",
     "load_yaml_text",

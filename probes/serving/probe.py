@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -355,13 +355,21 @@ def _same_model(declared: str, base: Base, adapter_root: Path | None) -> bool:
     return False
 
 
+def problem_rule(kind: str) -> Rule:
+    """The rule a parse problem is reported under."""
+    return {
+        "unresolved_var": R.UNRESOLVED_VAR,
+        "invalid_adapter_spec": R.INVALID_SPEC,
+        "outside": R.OUTSIDE_ROOT,
+        "cannot_follow": R.CANNOT_VERIFY,
+    }.get(kind, R.UNPARSEABLE)
+
+
 def config_checks(server: Server, path: Path) -> Iterator[Finding]:
     """Rules that need only the config itself."""
     loc = server.name
     for p in server.problems:
-        rule = {"unresolved_var": R.UNRESOLVED_VAR, "invalid_adapter_spec": R.INVALID_SPEC}.get(
-            p["kind"], R.UNPARSEABLE
-        )
+        rule = problem_rule(p["kind"])
         yield rule.finding(
             path, f"{loc}: {p['message']}", locator=f"{loc}: line {p['line']}", evidence=dict(p), line=p["line"]
         )
@@ -458,10 +466,10 @@ class ServingProbe(Probe):
 
     def check(self, artifact: Artifact, ctx: ProbeContext) -> Iterable[Finding]:
         env = serving_env(ctx)
-        pc = parse_config(artifact.path, env)
+        pc = parse_config(artifact.path, env, root=ctx.rollout.root)
         findings: list[Finding] = []
         for p in pc.problems:
-            rule = R.UNRESOLVED_VAR if p["kind"] == "unresolved_var" else R.UNPARSEABLE
+            rule = problem_rule(p["kind"])
             findings.append(
                 rule.finding(artifact.path, p["message"], locator=f"line {p['line']}", evidence=dict(p), line=p["line"])
             )
@@ -476,6 +484,7 @@ class ServingProbe(Probe):
                 "format": pc.format,
                 "servers": [s.to_facts() for s in servers],
                 "problems": pc.problems,
+                **({"routes": [asdict(r) for r in pc.routes]} if pc.routes else {}),
             }
         )
         return findings
@@ -527,6 +536,7 @@ class ServingProbe(Probe):
             findings.extend(server_checks(server, base, artifact.path))
             for ref in server.adapters:
                 findings.extend(self._adapter(ref, server, base, rollout, ctx, artifact))
+        findings.extend(route_checks(rollout))
         rollout_matrix(rollout, ctx)
         return findings
 
@@ -610,3 +620,48 @@ def server_checks(server: Server, base: Base, path: Path) -> Iterator[Finding]:
                 line=server.line,
             )
             break
+
+
+def route_checks(rollout: Rollout) -> Iterator[Finding]:
+    """Routing-layer entries (LiteLLM) against what the rollout's servers serve."""
+    routers = [a for a in rollout.of_kind("serving_config") if a.facts.get("routes")]
+    if not routers:
+        return
+    servers = [s for _, s in rollout_servers(rollout)]
+    bases = {n for s in servers for n in [*([s.model] if s.model else []), *s.served_names]}
+    adapters = {r for s in servers for r in s.routes}
+    declared = {a.get("name") for a in (rollout.manifest or {}).get("adapters") or [] if isinstance(a, dict)}
+    for art in routers:
+        for r in art.facts["routes"]:
+            loc = f"model_list: {r['name']}"
+            ev = {"name": r["name"], "model": r["model"], "provider": r["provider"], "api_base": r["api_base"]}
+            if not servers:
+                yield R.CANNOT_VERIFY.finding(
+                    art.path,
+                    f"route {r['name']!r} → {r['model']!r}: no server config in the rollout to check it against",
+                    locator=loc,
+                    evidence=ev,
+                    line=r["line"],
+                )
+            elif r["model"] in adapters:
+                continue
+            elif r["model"] in bases:
+                if r["name"] in adapters or r["name"] in declared:
+                    yield R.ROUTE_TO_BASE.finding(
+                        art.path,
+                        f"router sends {r['name']!r} to the base model {r['model']!r}, not to the adapter "
+                        f"route {r['name']!r}: every request is answered by the base model",
+                        locator=loc,
+                        evidence={**ev, "adapter_routes": sorted(adapters)},
+                        line=r["line"],
+                    )
+            else:
+                served = sorted(adapters | bases)
+                yield R.ROUTE_UNSERVED.finding(
+                    art.path,
+                    f"router sends {r['name']!r} to {r['model']!r}, which no server in the rollout serves "
+                    f"(served: {', '.join(served[:6])})",
+                    locator=loc,
+                    evidence={**ev, "served": served[:20]},
+                    line=r["line"],
+                )

@@ -253,6 +253,31 @@ SCALING = rule(
     "rank_pattern/alpha_pattern are ignored by LoRAX and TGI, so the modules they cover are scaled wrongly.",
     "Serve with vLLM, or retrain with a uniform r/lora_alpha.",
 )
+ROUTE_UNSERVED = rule(
+    "SRV025",
+    "Router sends a model name that no server serves",
+    "error",
+    ["routing_error"],
+    """
+    A routing layer in front of the engines (a LiteLLM proxy `model_list`) maps a public name to a backend
+    model name, and no server in the rollout serves that name — neither as its base model nor as an adapter
+    route. Requests for the public name fail with "model does not exist" (vLLM answers 404), or reach
+    whatever else answers to it.
+    """,
+    "Point litellm_params.model at a name the server serves (an adapter route or --served-model-name).",
+)
+ROUTE_TO_BASE = rule(
+    "SRV026",
+    "Router sends an adapter's name to the base model",
+    "error",
+    ["routing_error"],
+    """
+    The public name is an adapter's name (a route a server declares, or an adapter of the rollout), but the
+    router sends it to the server's base model. Every request answers from the base: the adapter is served
+    as if it did not exist, with no error anywhere.
+    """,
+    "Send the name to the adapter's route (e.g. hosted_vllm/<adapter route>), not to the base model.",
+)
 
 RULES = (
     UNPARSEABLE,
@@ -279,4 +304,6 @@ RULES = (
     DUPLICATE_ROUTE,
     INVALID_SPEC,
     SCALING,
+    ROUTE_UNSERVED,
+    ROUTE_TO_BASE,
 )

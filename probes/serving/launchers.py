@@ -1,0 +1,268 @@
+"""Launch files that are programs rather than configs: Makefile recipes and Python launchers.
+
+Makefile: variables (`NAME = v`, `:=`, `?=`, `export NAME=v`, command-line style `$(NAME)` / `${NAME}`)
+are expanded the way make does before the shell sees a recipe line; `$$` becomes `$`. Recipe lines
+(tab-indented, `@`/`-`/`+` prefixes dropped, backslash continuations joined) go through the same
+command scanner as a shell script; each server is named after its target (`Makefile:serve`).
+
+Python: the file is parsed with `ast` (never run). A launcher is a list literal that names an engine
+entry point (`["python", "-m", "sglang.launch_server", "--lora-paths", …]`, `["vllm", "serve", …]`),
+extended in place by `cmd += [...]`, `cmd.extend([...])`, `cmd.append(x)`; or an SGLang
+`ServerArgs(model_path=…, lora_paths=[…])` call; or a command string run through a shell. Names bound
+to string constants (also `os.environ.get("X", "default")`) are substituted; anything else stays an
+unresolved `${name}` and is reported as such.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from probes.serving import config as C
+
+_MAKE_VAR = re.compile(r"^(?:export\s+|override\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*(\?=|:=|::=|\+=|=)\s*(.*)$")
+_MAKE_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+_TARGET = re.compile(r"^([A-Za-z0-9_./%$()-][^:=#]*?)\s*::?(?!=)(.*)$")
+MAKEFILE_NAMES = ("makefile", "gnumakefile")
+
+
+def is_makefile(name: str) -> bool:
+    low = name.lower()
+    return low in MAKEFILE_NAMES or low.endswith(".mk") or low.startswith("makefile.")
+
+
+def _make_expand(value: str, variables: dict[str, str], depth: int = 0) -> str:
+    """Expand $(VAR)/${VAR} recursively; unknown variables become ${VAR} for the shell step to report."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "\0"  # a literal $ for the shell; restored after expansion
+        name = m.group(1) or m.group(2)
+        if name in variables and depth < 8:
+            return _make_expand(variables[name], variables, depth + 1)
+        return "${" + name + "}"
+
+    return _MAKE_REF.sub(sub, value)
+
+
+def parse_makefile(path: Path, text: str, env: dict[str, str]) -> C.ParsedConfig:
+    pc = C.ParsedConfig(path, "makefile", text=text)
+    variables: dict[str, str] = dict(env)
+    recipe: list[tuple[int, str]] = []
+    names: dict[int, str] = {}
+    target = ""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        start = i + 1
+        raw = lines[i]
+        while raw.endswith("\\") and i + 1 < len(lines):
+            i += 1
+            raw = raw[:-1] + " " + lines[i].lstrip("\t ")
+        i += 1
+        if raw.startswith("\t"):
+            if not target:
+                continue
+            body = raw.lstrip("\t").lstrip("@-+ ")
+            line = _make_expand(body, variables).replace("\0", "$")
+            recipe.append((start, line))
+            names[start] = f"{path.name}:{target}"
+            continue
+        s = raw.strip()
+        if not s or s.startswith("#"):
+            continue
+        vm = _MAKE_VAR.match(s)
+        if vm:
+            name, op, value = vm.groups()
+            value = value.split(" #", 1)[0].strip()
+            if op == "?=" and name in variables:
+                continue
+            if op in (":=", "::="):
+                value = _make_expand(value, variables).replace("\0", "$")
+            if op == "+=":
+                value = (variables.get(name, "") + " " + value).strip()
+            variables[name] = value
+            continue
+        tm = _TARGET.match(s)
+        if tm:
+            target = tm.group(1).strip().split()[0]
+            inline = tm.group(2).partition(";")
+            if inline[1] and inline[2].strip():  # `target: deps ; recipe`
+                recipe.append((start, _make_expand(inline[2].strip(), variables).replace("\0", "$")))
+                names[start] = f"{path.name}:{target}"
+    shell_env = {k: v for k, v in variables.items() if "$" not in v}
+    C.scan_commands(pc, path, recipe, shell_env, source="makefile", names=names)
+    return pc
+
+
+# ------------------------------------------------------------------ Python launchers
+
+_ENTRY_TOKENS = (
+    "sglang.launch_server",
+    "vllm.entrypoints.openai.api_server",
+    "vllm.entrypoints.api_server",
+    "text-generation-launcher",
+    "lorax-launcher",
+)
+
+
+def _unknown(node: ast.AST) -> str:
+    """A value doctor cannot know statically, as a ${NAME} the interpolation step reports as unresolved."""
+    return "${" + (re.sub(r"\W+", "_", ast.unparse(node)).strip("_") or "expr") + "}"
+
+
+class _Resolver:
+    def __init__(self, tree: ast.Module) -> None:
+        self.consts: dict[str, str] = {}
+        for node in sorted(
+            (n for n in ast.walk(tree) if isinstance(n, ast.Assign | ast.AnnAssign)), key=lambda n: n.lineno
+        ):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if node.value is None:
+                continue
+            value = self.value(node.value)
+            for t in targets:
+                if isinstance(t, ast.Name) and value is not None and "${" not in value:
+                    self.consts[t.id] = value
+
+    def value(self, node: ast.AST) -> str | None:
+        """A string for a constant-ish expression; None when it is not one."""
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str | int | float)
+            and not isinstance(node.value, bool)
+        ):
+            return str(node.value)
+        if isinstance(node, ast.Name):
+            return self.consts.get(node.id)
+        if isinstance(node, ast.JoinedStr):
+            parts = []
+            for v in node.values:
+                if isinstance(v, ast.Constant):
+                    parts.append(str(v.value))
+                elif isinstance(v, ast.FormattedValue):
+                    inner = self.value(v.value)
+                    parts.append(inner if inner is not None else _unknown(v.value))
+            return "".join(parts)
+        if isinstance(node, ast.Call):
+            fn = ast.unparse(node.func)
+            if fn in ("str", "os.fspath") and node.args:
+                return self.value(node.args[0])
+            if fn in ("os.environ.get", "os.getenv") and len(node.args) >= 2:
+                return self.value(node.args[1])
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            a, b = self.value(node.left), self.value(node.right)
+            return a + b if a is not None and b is not None else None
+        return None
+
+    def token(self, node: ast.AST) -> str:
+        v = self.value(node)
+        return v if v is not None else _unknown(node)
+
+    def items(self, node: ast.AST) -> list[str] | None:
+        """Tokens of a list/tuple literal (or a sum of them); None when it is not one."""
+        if isinstance(node, ast.List | ast.Tuple):
+            out: list[str] = []
+            for e in node.elts:
+                if isinstance(e, ast.Starred):
+                    inner = self.items(e.value)
+                    out.extend(inner if inner is not None else [_unknown(e.value)])
+                else:
+                    out.append(self.token(e))
+            return out
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            a, b = self.items(node.left), self.items(node.right)
+            if a is not None and b is not None:
+                return a + b
+        return None
+
+
+def _is_launcher(tokens: list[str]) -> bool:
+    return any(t in _ENTRY_TOKENS for t in tokens) or any(
+        t.rsplit("/", 1)[-1] == "vllm" and nxt == "serve" for t, nxt in itertools.pairwise(tokens)
+    )
+
+
+def parse_python(path: Path, text: str, env: dict[str, str]) -> C.ParsedConfig:
+    pc = C.ParsedConfig(path, "python", text=text)
+    try:
+        tree = ast.parse(text, filename=str(path))
+    except SyntaxError as exc:
+        pc.problems.append(C._problem("unparseable", f"Python syntax error: {exc.msg}", exc.lineno or 1))
+        return pc
+    res = _Resolver(tree)
+    lists: dict[str, tuple[int, list[str]]] = {}
+    order: list[str] = []
+    shell_lines: list[tuple[int, str]] = []
+    kwargs_calls: list[tuple[int, dict[str, Any]]] = []
+    nodes = sorted((n for n in ast.walk(tree) if hasattr(n, "lineno")), key=lambda n: (n.lineno, n.col_offset))
+    for node in nodes:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            items = res.items(node.value)
+            if items is not None:
+                name = node.targets[0].id
+                lists[name] = (node.lineno, items)
+                order.append(name)
+        elif isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id in lists:
+            items = res.items(node.value)
+            if items is not None:
+                lists[node.target.id][1].extend(items)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            if isinstance(owner, ast.Name) and owner.id in lists and node.args:
+                if node.func.attr == "extend":
+                    lists[owner.id][1].extend(res.items(node.args[0]) or [res.token(node.args[0])])
+                elif node.func.attr == "append":
+                    lists[owner.id][1].append(res.token(node.args[0]))
+        if isinstance(node, ast.Call) and ast.unparse(node.func).rsplit(".", 1)[-1] == "ServerArgs":
+            kw: dict[str, Any] = {}
+            for k in node.keywords:
+                if k.arg is None:
+                    continue
+                items = res.items(k.value)
+                kw[k.arg] = items if items is not None else res.token(k.value)
+            kwargs_calls.append((node.lineno, kw))
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and C._LAUNCH.search(node.value)
+            and node.value.strip() not in _ENTRY_TOKENS
+        ):
+            shell_lines.append((node.lineno, node.value))
+    for name in order:
+        line, tokens = lists[name]
+        if not _is_launcher(tokens):
+            continue
+        problems: list[dict[str, Any]] = []
+        tokens = C._interp_tokens(tokens, env, problems, line)
+        srv = C.from_argv(tokens, source="python", line=line, name=f"{path.name}:{name}", env=env)
+        if srv is not None:
+            _fix_lines(srv, line, problems)
+            pc.servers.append(srv)
+    for line, kw in kwargs_calls:
+        opts: dict[str, list[Any]] = {}
+        for k, v in kw.items():
+            key = k.replace("_", "-")
+            opts[key] = list(v) if isinstance(v, list) else [True if v == "True" else v]
+        problems = []
+        srv = C.Server(engine="sglang", source="python", name=f"{path.name}:ServerArgs", line=line)
+        C.sglang_server(opts, srv)
+        _fix_lines(srv, line, [p for p in problems])
+        for v in (x for vals in opts.values() for x in vals):
+            if isinstance(v, str) and "${" in v:
+                srv.problems.append(C._problem("unresolved_var", f"{v} is not a constant in {path.name}", line))
+        pc.servers.append(srv)
+    if shell_lines:
+        C.scan_commands(pc, path, shell_lines, dict(env), source="python")
+    return pc
+
+
+def _fix_lines(srv: C.Server, line: int, problems: list[dict[str, Any]]) -> None:
+    srv.problems[:0] = problems
+    for a in srv.adapters:
+        a.line = line
+    for p in srv.problems:
+        p["line"] = line
