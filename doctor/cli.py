@@ -161,12 +161,12 @@ def _tty_color() -> bool:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     from doctor.engine import scan
-    from doctor.inspect_view import render_inspect
+    from doctor.inspect_view import read_errors, render_inspect
 
     settings = _settings(args)
     report = scan(args.paths, settings)
     sys.stdout.write(render_inspect(report, args.format, matrix=args.matrix))
-    return EXIT_OK
+    return EXIT_FINDINGS if read_errors(report) else EXIT_OK  # an input it could not read, as `check` says
 
 
 def cmd_rules(args: argparse.Namespace) -> int:

@@ -6,13 +6,13 @@ a `rollout.toml` manifest, else the target itself.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from doctor.model import Artifact
+from doctor.safeio import loads_json, read_text_capped
 
 MANIFEST_NAME = "rollout.toml"
 SKIP_DIRS = {".git", ".doctor", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache", ".ruff_cache"}
@@ -72,7 +72,7 @@ def _columns_of_table(path: Path) -> set[str]:
         sep = "\t" if path.suffix == ".tsv" else ","
         return {c.strip().strip('"').lower() for c in line.split(sep)}
     try:
-        obj = json.loads(line)
+        obj = loads_json(line)
     except ValueError:
         return set()
     return {str(k).lower() for k in obj} if isinstance(obj, dict) else set()
@@ -145,7 +145,7 @@ def classify_dir(path: Path) -> str | None:
         return "adapter"
     if "config.json" in names and ({"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"} & names):
         try:
-            cfg = json.loads((path / "config.json").read_text()[:1_000_000])
+            cfg = loads_json(read_text_capped(path / "config.json", 1_000_000))
         except (OSError, ValueError):
             return "base_model"
         if isinstance(cfg, dict) and "architectures" in cfg:

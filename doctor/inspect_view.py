@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from doctor.model import Report, display_path
+from doctor.model import Finding, Report, display_path
 from doctor.report.json_report import jsonable
+
+# Findings that mean doctor could not read an input: `inspect` shows them as `check` does, and exits 1.
+READ_ERROR_RULES = ("DOC001", "DOC002")
 
 # Facts too long for the text view are summarised (the JSON view keeps them whole).
 _MAX_INLINE = 12
@@ -20,11 +24,25 @@ def render_inspect(report: Report, fmt: str, matrix: bool = False) -> str:
     return for_format(fmt, _render(report, fmt, matrix))
 
 
+def read_errors(report: Report) -> list[Finding]:
+    return [f for f in report.findings if f.rule in READ_ERROR_RULES]
+
+
+def _error_dict(f: Finding) -> dict[str, Any]:
+    return {"rule": f.rule, "path": display_path(f.path), "message": f.message, "locator": f.locator}
+
+
+def _under(path: Path | None, folder: Path) -> bool:
+    return path is not None and (path == folder or folder in path.parents)
+
+
 def _render(report: Report, fmt: str, matrix: bool) -> str:
+    errors = read_errors(report)
     if fmt == "json":
         payload: dict[str, Any] = {
             "schema": "peft-doctor/inspect/1",
             "artifacts": [a.to_dict(display_path(a.path)) for a in report.artifacts],
+            "errors": [_error_dict(f) for f in errors],
         }
         if matrix:
             payload = {"schema": "peft-doctor/matrix/1", "matrix": _matrix_rows(report)}
@@ -32,11 +50,19 @@ def _render(report: Report, fmt: str, matrix: bool) -> str:
     if matrix:  # the matrix alone: the facts behind it are one `doctor inspect` away
         return _matrix_text(report) + "\n"
     lines: list[str] = []
+    shown: set[int] = set()
     for a in report.artifacts:
         lines.append(f"{display_path(a.path)}  [{a.kind}]")
+        for f in errors:
+            if id(f) not in shown and _under(f.path, a.path):
+                shown.add(id(f))
+                lines.append(f"  ✗ {f.rule} {f.message}" + (f" (at {f.locator})" if f.locator else ""))
         for key, value in a.facts.items():
             lines.extend(_fact_lines(key, value, "  "))
         lines.append("")
+    for f in errors:
+        if id(f) not in shown:
+            lines.append(f"✗ {f.rule} {display_path(f.path)}: {f.message}")
     if not report.artifacts:
         lines.append("no artifacts found")
     return "\n".join(lines) + "\n"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from doctor.manifest import resolve
+from doctor.safeio import loads_json, read_text_capped
 
 # Model types whose decoder blocks use the Llama module names and shapes.
 LLAMA_LIKE = {
@@ -25,7 +25,7 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def read_base_config(path: Path) -> dict[str, Any] | None:
     try:
-        cfg = json.loads(path.read_text(encoding="utf-8")[:4_000_000])
+        cfg = loads_json(read_text_capped(path, 4_000_000))
     except (OSError, ValueError):
         return None
     return _text_config(cfg) if isinstance(cfg, dict) else None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from doctor.safeio import loads_json
 
 # First PEFT release that knows a field (a config using it cannot be read by older PEFT/servers).
 FIELD_SINCE = {
@@ -167,7 +168,7 @@ def targets_module(target_modules: list[str] | str | None, module: str) -> bool 
 def read_config(path: Path) -> AdapterConfig:
     """Parse and validate adapter_config.json; raises ValueError when it is not a JSON object."""
     text = path.read_text(encoding="utf-8")
-    raw = json.loads(text)
+    raw = loads_json(text)
     if not isinstance(raw, dict):
         raise ValueError("adapter_config.json is not a JSON object")
     cfg = AdapterConfig(raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import statistics
 from collections.abc import Iterable
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 from doctor.model import Artifact, Finding, Severity
 from doctor.probe import Probe, ProbeContext
+from doctor.safeio import require_readable
 from probes.adapter.base import LLAMA_MODULES, base_dims, find_base_config, read_base_config
 from probes.adapter.peft_config import targets_module
 from probes.adapter.rules import (
@@ -29,7 +31,7 @@ from probes.adapter.rules import (
     UNREADABLE,
     UNSAFE,
 )
-from probes.adapter.scan import Scan, scan_adapter
+from probes.adapter.scan import WEIGHT_NAMES, Scan, scan_adapter
 from probes.adapter.stats import energy_rank
 
 
@@ -58,6 +60,9 @@ class AdapterProbe(Probe):
 
     def check(self, artifact: Artifact, ctx: ProbeContext) -> Iterable[Finding]:
         cancelled = ctx.cancelled.is_set if ctx.cancelled is not None else None
+        for name in WEIGHT_NAMES:  # there but unreadable (permissions, a folder, a FIFO): DOC001, not a crash
+            if os.path.lexists(artifact.path / name):
+                require_readable(artifact.path / name)
         sc = scan_adapter(artifact.path, want_sha256=_sha_wanted(ctx), cancelled=cancelled)
         artifact.facts.update(sc.facts)
         out: list[Finding] = []

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import mmap
 import os
 import struct
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from doctor.safeio import loads_json
 
 # Safetensors refuses headers above 100 MB; so do we (a 7B adapter's header is ~50 KB).
 MAX_HEADER = 100_000_000
@@ -88,7 +89,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
     except OSError as exc:
         raise Unreadable(f"cannot read: {exc.strerror}") from None
     try:
-        header = json.loads(raw)
+        header = loads_json(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise Unreadable(f"header is not valid JSON ({exc})", "byte 8") from None
     if not isinstance(header, dict):

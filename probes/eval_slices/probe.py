@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from doctor.manifest import resolve
 from doctor.model import Artifact, Finding, Severity
 from doctor.probe import Probe, ProbeContext, Rollout
+from doctor.safeio import loads_json
 from probes.eval_slices import rules as R
 
 if TYPE_CHECKING:  # numpy and the readers load only when a rollout has an eval table
@@ -128,7 +128,7 @@ def _train_slices(rollout: Rollout) -> tuple[set[str] | None, str]:
                 if '"slice"' not in line:
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = loads_json(line)
                 except ValueError:
                     continue
                 if isinstance(obj, dict) and obj.get("slice") is not None:

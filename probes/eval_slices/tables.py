@@ -10,7 +10,6 @@ as `problems` and become findings; the remaining rows are still analysed.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from doctor.probe import ReadError
+from doctor.safeio import loads_json
 
 ID_COLS = ("id", "example_id", "doc_id", "uid")
 SCORE_COLS = ("score", "correct", "acc", "exact_match")
@@ -261,7 +261,7 @@ def _json_objects(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[in
                 if not line.strip():
                     continue
                 try:
-                    obj = json.loads(line)
+                    obj = loads_json(line)
                 except ValueError:
                     bad.append(lineno)
                     continue
@@ -612,7 +612,7 @@ def _read_lm_samples(path: Path, default_variant: str | None) -> EvalTable:
 
 def _read_lm_results(path: Path) -> EvalTable:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReadError(path, f"invalid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):

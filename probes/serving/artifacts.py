@@ -6,11 +6,11 @@ probes.adapter's validated readers). Weights are never read here; sha256 reads t
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
+from doctor.safeio import loads_json
 from probes.adapter.base import base_dims as _adapter_base_dims
 from probes.adapter.base import read_base_config as _read_config
 from probes.adapter.safetensors_io import Unreadable, read_header, sha256_file
@@ -47,7 +47,7 @@ def read_adapter(folder: Path) -> dict[str, Any]:
     cfg: dict[str, Any] = {}
     if cfg_path.is_file():
         try:
-            loaded = json.loads(cfg_path.read_text(encoding="utf-8"))
+            loaded = loads_json(cfg_path.read_text(encoding="utf-8"))
             cfg = loaded if isinstance(loaded, dict) else {}
             if not isinstance(loaded, dict):
                 facts["config_error"] = "adapter_config.json is not an object"

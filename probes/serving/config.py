@@ -11,7 +11,6 @@ guessed.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 from dataclasses import asdict, dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.probe import ReadError
+from doctor.safeio import loads_json, read_text_capped
 from probes.serving.envsubst import interpolate
 from probes.serving.yamlsafe import line_of, load_yaml, load_yaml_text
 
@@ -209,7 +209,7 @@ def _parse_lora_module(server: Server, item: Any, line: int, text: str) -> None:
     ln = line_of(text, s) if text else line
     if s.startswith("{"):
         try:
-            obj = json.loads(s)
+            obj = loads_json(s)
         except ValueError:
             server.problems.append(_problem("invalid_adapter_spec", f"lora-modules item {s!r} is not valid JSON", ln))
             return
@@ -603,7 +603,7 @@ def dockerfile_parts(text: str, env: dict[str, str], problems: list[dict[str, An
         elif instr in ("CMD", "ENTRYPOINT"):
             if rest.startswith("["):
                 try:
-                    argv = json.loads(rest)
+                    argv = loads_json(rest)
                     if not isinstance(argv, list):
                         raise ValueError
                     argv = [str(x) for x in argv]
@@ -685,7 +685,7 @@ def _dotenv(folder: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     p = folder / ".env"
     try:
-        text = p.read_text(encoding="utf-8")[:100_000]
+        text = read_text_capped(p, 100_000)
     except (OSError, UnicodeDecodeError):
         return out
     for line in text.splitlines():

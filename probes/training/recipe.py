@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from doctor.safeio import loads_json
+
 _DPO = {"dpo", "ipo", "kto", "orpo", "simpo", "rm", "ppo", "grpo", "cpo"}
 
 
@@ -118,7 +120,7 @@ def read_config_file(path: Path) -> tuple[dict[str, Any] | None, str]:
         return None, "file is empty"
     if path.suffix == ".json":
         try:
-            d = json.loads(text)
+            d = loads_json(text)
         except json.JSONDecodeError as exc:
             return None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         flavour = "hf_training_args"

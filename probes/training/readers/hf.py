@@ -10,6 +10,7 @@ import json
 import re
 from pathlib import Path
 
+from doctor.safeio import loads_json
 from probes.training.readers.records import records_to_series
 from probes.training.series import Series
 
@@ -77,7 +78,7 @@ def read_trainer_state(path: Path, overrides: dict[str, str] | None = None) -> S
     if text is None:
         return s
     try:
-        state = json.loads(text)
+        state = loads_json(text)
     except json.JSONDecodeError as exc:
         entries = _salvage_history(text)
         cut = "truncated" if exc.pos >= len(text.rstrip()) - 1 else "invalid JSON"

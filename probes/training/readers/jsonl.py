@@ -3,9 +3,9 @@ and generic JSONL with step/loss/grad_norm/lr keys. Garbage between lines is rep
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from doctor.safeio import loads_json
 from probes.training.readers.records import records_to_series
 from probes.training.series import Series
 
@@ -41,7 +41,7 @@ def read_lines(path: Path, offset: int = 0, s: Series | None = None, first_line:
             text = line.strip()
             if text:
                 try:
-                    obj = json.loads(text)
+                    obj = loads_json(text)
                 except ValueError:
                     obj = None
                     if s is not None:

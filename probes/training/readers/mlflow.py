@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from doctor.safeio import read_text_capped
 from probes.training.readers.tfevents import TAGS
 from probes.training.series import Series, eval_arrays, from_columns
 
@@ -61,7 +62,7 @@ def _kv_dir(d: Path) -> dict[str, str]:
             for f in files:
                 p = Path(root) / f
                 try:
-                    out[p.relative_to(d).as_posix()] = p.read_text(errors="replace")[:1000].strip()
+                    out[p.relative_to(d).as_posix()] = read_text_capped(p, 1000, errors="replace").strip()
                 except OSError:
                     pass
     return out

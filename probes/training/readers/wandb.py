@@ -4,12 +4,12 @@ logging step), files/wandb-summary.json (final values) and files/config.yaml."""
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import yaml
 
+from doctor.safeio import loads_json
 from probes.training.readers.records import records_to_series
 from probes.training.series import Series
 
@@ -57,7 +57,7 @@ def read_wandb_run(run: Path, overrides: dict[str, str] | None = None) -> Series
     sp = files / "wandb-summary.json"
     if sp.is_file():
         try:
-            summary = json.loads(sp.read_text(errors="replace") or "{}")
+            summary = loads_json(sp.read_text(errors="replace") or "{}")
         except ValueError as exc:
             s.problem("entry", "files/wandb-summary.json", f"wandb-summary.json is not JSON: {exc}")
     s.meta["summary"] = {k: v for k, v in summary.items() if isinstance(v, (int, float, str)) and not k.startswith("_")}
