@@ -52,6 +52,13 @@ _TRAIN_CFG_KEYS = re.compile(
 )
 
 
+# an eval metric (not only timing) in a Trainer metrics dict: "eval_loss", "predict_bleu-4", …
+_EVAL_METRIC_KEY = re.compile(
+    r'"(?:eval|predict|test)_(?!runtime"|samples_per_second"|steps_per_second"|samples"|model_preparation_time")'
+    r'[\w@.\-]+"\s*:\s*-?[\d.]'
+)
+
+
 def _peek(path: Path, size: int = _PEEK) -> str:
     try:
         with path.open("rb") as fh:
@@ -115,6 +122,8 @@ def classify_file(path: Path) -> str | None:
         return "serving_config" if _SERVING_WORDS.search(_peek(path)) else None
     if low.endswith(".py"):
         return "serving_config" if _PY_LAUNCHER.search(_peek(path)) else None
+    if low == "generated_predictions.jsonl" and '"predict"' in _peek(path, 4096):
+        return "eval_table"  # LLaMA-Factory do_predict output: prompt / predict / label per line
     if low.endswith((".csv", ".tsv", ".jsonl", ".parquet")):
         if low.startswith("samples_") and low.endswith(".jsonl") and '"doc_id"' in _peek(path, 4096):
             return "eval_table"  # lm-evaluation-harness per-sample output (first line may exceed the peek)
@@ -132,6 +141,9 @@ def classify_file(path: Path) -> str | None:
         text = _peek(path, 4096)
         if '"results"' in text and ('"config"' in text or '"versions"' in text):
             return "eval_table"  # lm-evaluation-harness results JSON
+    trainer_metrics = ("all_results.json", "eval_results.json", "predict_results.json", "test_results.json")
+    if low in trainer_metrics and _EVAL_METRIC_KEY.search(_peek(path, 4096)):
+        return "eval_table"  # HF Trainer / LLaMA-Factory metrics with eval_* / predict_* scores
     return None
 
 

@@ -15,6 +15,8 @@ import numpy as np
 from probes.eval_slices import stats
 from probes.eval_slices.tables import EvalTable, id_at, to_numpy
 
+PAIRED_BINARY = "McNemar exact test (paired)"
+PAIRED_GRADED = "paired z-test on per-example differences"
 DEFAULT_BASELINES = ("base", "baseline", "prompt_only", "prompt-only", "base_model", "no_adapter")
 SAFETY_NAMES = ("safety", "refusal", "refusals", "harmful", "harmlessness", "red_team", "redteam")
 
@@ -313,6 +315,7 @@ def compare(pairing: Pairing, baseline: str, opts: Options) -> list[dict[str, An
                     "mde": _f(r.mde),
                     "status": status,
                     "safety": opts.is_safety(name_k),
+                    "test": PAIRED_BINARY if r.binary else PAIRED_GRADED,
                 }
             )
         # slices on one side only (by each variant's own labels, all rows)
@@ -388,9 +391,13 @@ def to_markdown(table: list[dict[str, Any]]) -> str:
         return "_No candidate variant to compare with a baseline._\n"
     out: list[str] = []
     for row in table:
-        out.append(f"#### `{row['variant']}` vs `{row['baseline']}`\n")
+        metric = f" — {row['metric']}" if row.get("metric") and row.get("metric") != "score" else ""
+        out.append(f"#### `{row['variant']}` vs `{row['baseline']}`{metric}\n")
         o = row.get("overall")
-        facts = [f"paired examples: {row['paired']}"]
+        if row.get("source") == "aggregate":
+            facts = [f"aggregates only (no per-example rows): {row['test']}, weaker evidence than a paired test"]
+        else:
+            facts = [f"paired examples: {row['paired']}"]
         if row.get("only_baseline") or row.get("only_candidate"):
             facts.append(f"unpaired: {row['only_baseline']} baseline-only, {row['only_candidate']} candidate-only")
         if o:
@@ -421,10 +428,15 @@ def to_markdown(table: list[dict[str, Any]]) -> str:
         out.append("|---|---:|---:|---:|---:|---|---:|---|")
         for s in row["slices"]:
             padj = "–" if s["p_adj"] is None else f"{s['p_adj']:.3g}"
+            raw = "scale" in s and s["scale"] is None  # unbounded (loss): values as they are
+
+            def v(x: float | None, signed: bool = False, raw: bool = raw) -> str:
+                return ("–" if x is None else (f"{x:+.4g}" if signed else f"{x:.4g}")) if raw else _pct(x, signed)
+
             out.append(
-                f"| {s['slice']}{' (safety)' if s.get('safety') else ''} | {s['n']} | {_pct(s['base'])} | "
-                f"{_pct(s['cand'])} | {_pct(s['delta'], True)} | {_pct(s['ci_low'], True)} … "
-                f"{_pct(s['ci_high'], True)} | {padj} | {s['status'].replace('_', ' ')} |"
+                f"| {s['slice']}{' (safety)' if s.get('safety') else ''} | {'–' if s['n'] is None else s['n']} | "
+                f"{v(s['base'])} | {v(s['cand'])} | {v(s['delta'], True)} | {v(s['ci_low'], True)} … "
+                f"{v(s['ci_high'], True)} | {padj} | {s['status'].replace('_', ' ')} |"
             )
         for key, label in (
             ("baseline_only_slices", "only in baseline"),

@@ -88,6 +88,10 @@ def _facts(table: EvalTable) -> dict[str, Any]:
     import numpy as np
 
     facts: dict[str, Any] = {"format": table.fmt, "columns": table.columns}
+    if table.metric != "score" or table.metrics:
+        facts["metrics"] = [table.metric, *table.metrics]
+    if table.scored_by:
+        facts["scored_by"] = table.scored_by
     if table.aggregate is not None:
         facts.update(table.aggregate)
         return facts
@@ -168,6 +172,22 @@ def _pc(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.1f}%"
 
 
+def _val(e: dict[str, Any], x: float | None) -> str:
+    """An aggregate value in the metric's own units: 0..1 as %, BLEU/ROUGE as points, loss as is."""
+    if x is None:
+        return "n/a"
+    scale = e.get("scale", 1.0)
+    if scale is None:
+        return f"{x:.4g}"
+    return f"{x * 100:.2f}" if scale == 100 else f"{x * 100:.1f}%"
+
+
+def _dval(e: dict[str, Any], x: float | None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:+.4g}" if e.get("scale", 1.0) is None else f"{x * 100:+.2f} pts"
+
+
 class EvalSlicesProbe(Probe):
     name = "eval_slices"
     kinds = frozenset({"eval_table"})
@@ -177,69 +197,211 @@ class EvalSlicesProbe(Probe):
         dv = default_variant(artifact.path, ctx.rollout, ctx.section("eval"))
         table = load(artifact.path, dv)
         artifact.facts.update(_facts(table))
-        return [_finding_for(p, artifact.path) for p in table.problems]
+        out = [_finding_for(p, artifact.path) for p in table.problems]
+        if table.scored_by and table.usable:
+            out.append(
+                R.SCORED_BY_DOCTOR.finding(
+                    artifact.path,
+                    f"{artifact.path.name}: {table.rows} rows have no score column; doctor scored them with "
+                    f"{table.scored_by} (metrics: {', '.join([table.metric, *table.metrics])})",
+                    locator="score",
+                    evidence={"scored_by": table.scored_by, "metrics": [table.metric, *table.metrics]},
+                )
+            )
+        return out
 
     def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
         arts = rollout.of_kind("eval_table")
         if not arts:
             return []
         section = ctx.section("eval")
-        tables, art_of = [], {}
+        tables, art_of, fixed = [], {}, set()
         for a in arts:
+            dv = default_variant(a.path, rollout, section)
             try:
-                t = load(a.path, default_variant(a.path, rollout, section))
+                t = load(a.path, dv)
             except Exception:
                 continue
-            if t.usable:
+            if t.usable or t.is_aggregate:
                 tables.append(t)
                 art_of[id(t)] = a
+                if dv is not None:
+                    fixed.add(id(t))
         if not tables:
             return []
-        from probes.eval_slices.compare import compare, pair, pick_baseline
+        from probes.eval_slices.pairing import plan as plan_pairs
 
+        plan = plan_pairs(tables, rollout.root, fixed)
+        art_of = {id(new): art_of[id(old)] for old, new in zip(tables, plan.tables)}
+        tables = plan.tables
         out: list[Finding] = []
-        pairing = pair(tables)
-        names = sorted(pairing.variants)
+        names = sorted({v for t in tables for v in t.variants})
         explicit = baseline_name(rollout, section)
-        base = pick_baseline(names, explicit)
+        from probes.eval_slices.compare import pick_baseline
+
+        base = pick_baseline(names, explicit) if explicit else (plan.baseline or pick_baseline(names, None))
         where = tables[0].path
         if base is None:
-            if explicit:
-                msg = (
-                    f"baseline variant {explicit!r} (from the settings or manifest) is not in the eval tables; "
-                    f"variants found: {', '.join(names)}"
-                )
-                sev = Severity.ERROR
-            else:
-                msg = (
-                    f"no baseline variant among {', '.join(names)} (expected `base`/`baseline` or "
-                    f"[eval] baseline_variant); nothing was compared"
-                )
-                sev = None
-            out.append(
-                R.BASELINE_MISSING.finding(
-                    where,
-                    msg,
-                    locator="baseline",
-                    severity=sev,
-                    evidence={"variants": names, "expected": explicit or "base"},
-                )
-            )
             _COMPARISONS[rollout.root.resolve()] = []
+            out.append(self._no_baseline(where, names, explicit, plan))
             return out
         opts = options(ctx, rollout)
-        table = compare(pairing, base, opts)
+        table = self._paired_rows(tables, base, opts, art_of, plan.how)
+        table += self._aggregate_rows(tables, base, opts, art_of, plan.how)
         _COMPARISONS[rollout.root.resolve()] = table
-        base_path = pairing.variants[base].sources[0].path
         for a in arts:
             a.facts.pop("comparison", None)
+        base_path = next(t.path for t in tables if base in t.variants)
         for row in table:
-            src = pairing.variants[row["variant"]].sources[0]
-            art = art_of[id(src)]
+            art = row.pop("_artifact")
             art.facts.setdefault("comparison", []).append(row)
-            out.extend(self._row_findings(row, src.path, base_path, opts, ctx, section))
-        out.extend(self._coverage(rollout, table, where, pairing.slices))
+            if row.get("source") == "aggregate":
+                out.extend(self._aggregate_findings(row, art.path, opts))
+            else:
+                out.extend(self._row_findings(row, art.path, base_path, opts, ctx, section))
+        out.extend(self._suspicious(tables, table, base, ctx, art_of))
+        per_slices = sorted({s for t in tables if t.usable for s in t.slices})
+        out.extend(self._coverage(rollout, [r for r in table if r.get("source") != "aggregate"], where, per_slices))
         return out
+
+    def _no_baseline(self, where: Path, names: list[str], explicit: str | None, plan: Any) -> Finding:
+        ask = (
+            'name it in rollout.toml: [eval] baseline = "<path of the baseline results>" '
+            '(or [eval] baseline_variant = "NAME")'
+        )
+        if explicit:
+            return R.BASELINE_MISSING.finding(
+                where,
+                f"baseline variant {explicit!r} (from the settings or manifest) is not in the eval tables; "
+                f"variants found: {', '.join(names)}",
+                locator="baseline",
+                severity=Severity.ERROR,
+                evidence={"variants": names, "expected": explicit},
+            )
+        if plan.ambiguous and plan.evidence.get("baseline_like"):
+            return R.PAIRING_AMBIGUOUS.finding(
+                where,
+                f"cannot tell baseline from candidate: {plan.ambiguous} (named by {plan.how}); nothing was "
+                f"compared — {ask}",
+                locator="baseline",
+                evidence=plan.evidence,
+            )
+        return R.BASELINE_MISSING.finding(
+            where,
+            f"no baseline variant among {', '.join(names)} (expected `base`/`baseline`, a `…-base` folder, "
+            f"or [eval] baseline_variant); nothing was compared — {ask}",
+            locator="baseline",
+            evidence={"variants": names, "expected": "base", "by": plan.how},
+        )
+
+    def _paired_rows(
+        self, tables: list[EvalTable], base: str, opts: Options, art_of: dict[int, Artifact], how: str
+    ) -> list[dict[str, Any]]:
+        """Per-example comparisons: the files' own scores, then each further metric they all carry."""
+        from probes.eval_slices.compare import compare, pair
+
+        per_ex = [t for t in tables if t.usable]
+        if not per_ex:
+            return []
+        runs: list[tuple[str | None, list[EvalTable]]] = [(None, per_ex)]
+        for m in sorted({m for t in per_ex for m in t.metrics}):
+            copies = []
+            for t in per_ex:
+                if m in t.metrics:
+                    c = t.with_metric(m)
+                    art_of[id(c)] = art_of[id(t)]
+                    copies.append(c)
+            runs.append((m, copies))
+        rows = []
+        for metric, ts in runs:
+            pairing = pair(ts)
+            if base not in pairing.variants or len(pairing.variants) < 2:
+                continue
+            for row in compare(pairing, base, opts):
+                srcs = pairing.variants[row["variant"]].sources
+                row["metric"] = metric or ", ".join(sorted({t.metric for t in srcs}))
+                row["source"] = "per_example"
+                row["primary"] = metric is None
+                row["pairing"] = how
+                row["scored_by"] = "; ".join(sorted({t.scored_by for t in srcs if t.scored_by}))
+                row["_artifact"] = art_of[id(srcs[0])]
+                rows.append(row)
+        return rows
+
+    def _aggregate_rows(
+        self, tables: list[EvalTable], base: str, opts: Options, art_of: dict[int, Artifact], how: str
+    ) -> list[dict[str, Any]]:
+        """Aggregate-only metrics (no per-example rows for them on both sides): unpaired z-test."""
+        from probes.eval_slices.aggregate import Z_TEST, compare_aggregates
+
+        by_var: dict[str, list[EvalTable]] = {}
+        for t in tables:
+            for v in t.variants:
+                by_var.setdefault(v, []).append(t)
+
+        def metrics_of(v: str) -> tuple[list[Any], set[tuple[str, str]]]:
+            seen: dict[tuple[str, str], Any] = {}
+            covered: set[tuple[str, str]] = set()
+            for t in by_var.get(v, []):
+                covered |= t.covers
+                for m in t.aggregates:
+                    k = (m.task, m.metric)
+                    if k not in seen or (seen[k].stderr is None and m.stderr is not None):
+                        seen[k] = m
+            return list(seen.values()), covered
+
+        b_metrics, b_cov = metrics_of(base)
+        if not b_metrics:
+            return []
+        rows = []
+        for v in sorted(by_var):
+            if v == base:
+                continue
+            c_metrics, c_cov = metrics_of(v)
+            if not c_metrics:
+                continue
+            entries, only_b, only_c = compare_aggregates(
+                b_metrics,
+                c_metrics,
+                alpha=opts.alpha,
+                power=opts.power,
+                min_effect=opts.min_effect,
+                max_mde=opts.max_mde,
+                correction=opts.correction,
+                skip=b_cov & c_cov,
+            )
+            if not entries and not only_b and not only_c:
+                continue
+            src = next(t for t in by_var[v] if t.aggregates)
+            rows.append(
+                {
+                    "variant": v,
+                    "baseline": base,
+                    "source": "aggregate",
+                    "test": Z_TEST,
+                    "metric": ", ".join(sorted({e["metric"] for e in entries})),
+                    "pairing": how,
+                    "paired": 0,
+                    "only_baseline": 0,
+                    "only_candidate": 0,
+                    "unpaired_examples": {"baseline": [], "candidate": []},
+                    "unusable_pairs": 0,
+                    "slice_mismatch": 0,
+                    "overall": None,
+                    "slices": entries,
+                    "baseline_only_slices": only_b,
+                    "candidate_only_slices": only_c,
+                    "safety": None,
+                    "over_refusal": None,
+                    "latency_ms": None,
+                    "vram_mb": None,
+                    "throughput": None,
+                    "correction": opts.correction,
+                    "alpha": opts.alpha,
+                    "_artifact": art_of[id(src)],
+                }
+            )
+        return rows
 
     # ----------------------------------------------------------------------------------------------
 
@@ -257,9 +419,14 @@ class EvalSlicesProbe(Probe):
             {k: s[k] for k in ("slice", "n", "base", "cand", "delta", "ci_low", "ci_high", "p", "p_adj")}
             for s in row["slices"]
         ]
-        common = {"variant": v, "baseline": b, "slices": chart}
+        common = {"variant": v, "baseline": b, "slices": chart, "metric": row.get("metric")}
+        metric = f", metric {row['metric']}" if row.get("metric") and row["metric"] != "score" else ""
+        scored = f"; rows scored by doctor: {row['scored_by']}" if row.get("scored_by") else ""
+        primary = row.get("primary", True)  # further metrics of the same rows: slice findings only
         # pairing
         if row["paired"] == 0:
+            if not primary:
+                return
             yield R.UNPAIRED_IDS.finding(
                 path,
                 f"{v} vs {b}: no example id has a usable score on both sides "
@@ -274,7 +441,7 @@ class EvalSlicesProbe(Probe):
                 },
             )
             return
-        if row["only_baseline"] or row["only_candidate"] or row["unusable_pairs"]:
+        if primary and (row["only_baseline"] or row["only_candidate"] or row["unusable_pairs"]):
             ex = row["unpaired_examples"]
             yield R.UNPAIRED_IDS.finding(
                 path,
@@ -293,7 +460,7 @@ class EvalSlicesProbe(Probe):
                 },
             )
         for key, side in (("baseline_only_slices", "baseline"), ("candidate_only_slices", "candidate")):
-            if row[key]:
+            if primary and row[key]:
                 yield R.ONE_SIDED_SLICE.finding(
                     path,
                     f"{v} vs {b}: slice(s) {', '.join(row[key])} appear only in the {side}; not compared",
@@ -302,15 +469,15 @@ class EvalSlicesProbe(Probe):
                 )
         regressed = []
         for s in row["slices"]:
-            loc = f"{v}:{s['slice']}"
+            loc = f"{v}:{s['slice']}" + ("" if primary else f":{row['metric']}")
             ci = f"95% CI {_pts(s['ci_low'])} … {_pts(s['ci_high'])}"
             if s["status"] == "regression" and not s["safety"]:
                 regressed.append(s)
                 yield R.SLICE_REGRESSION.finding(
                     path,
-                    f"{v} vs {b} on slice {s['slice']}: {_pc(s['base'])} → {_pc(s['cand'])} "
-                    f"({_pts(s['delta'])}, {ci}, n={s['n']} paired, p={s['p']:.2g}, "
-                    f"{row['correction']}-adjusted p={s['p_adj']:.2g})",
+                    f"{v} vs {b} on slice {s['slice']}{metric}: {_pc(s['base'])} → {_pc(s['cand'])} "
+                    f"({_pts(s['delta'])}, {ci}, n={s['n']} paired, {s.get('test', 'paired test')} p={s['p']:.2g}, "
+                    f"{row['correction']}-adjusted p={s['p_adj']:.2g}){scored}",
                     locator=loc,
                     evidence={**common, "slice": s["slice"], "row": s},
                 )
@@ -327,6 +494,8 @@ class EvalSlicesProbe(Probe):
                     locator=loc,
                     evidence={**common, "slice": s["slice"], "row": s},
                 )
+        if not primary:
+            return
         o = row["overall"]
         if regressed and o and o["delta"] is not None and o["delta"] > 0:
             yield R.MASKED_REGRESSION.finding(
@@ -357,6 +526,93 @@ class EvalSlicesProbe(Probe):
                 evidence={**common, "over_refusal": orf},
             )
         yield from self._gate(row, path, opts, section, common)
+
+    def _aggregate_findings(self, row: dict[str, Any], path: Path, opts: Options) -> Iterable[Finding]:
+        v, b = row["variant"], row["baseline"]
+        chart = [
+            {k: e.get(k) for k in ("slice", "n", "base", "cand", "delta", "ci_low", "ci_high", "p", "p_adj")}
+            for e in row["slices"]
+            if e["status"] != "not_comparable"
+        ]
+        common = {"variant": v, "baseline": b, "slices": chart, "test": row["test"]}
+        weak = "weaker evidence than a paired test: both ran the same examples, per-example rows would allow one"
+        for e in row["slices"]:
+            loc = f"{v}:{e['task']}:{e['metric']}"
+            n = f"n={e['n']}" + (f" ({e['n_source']})" if e.get("n_source") else "") if e.get("n") else "n unknown"
+            if e["status"] == "regression":
+                yield R.SLICE_REGRESSION.finding(
+                    path,
+                    f"{v} vs {b} on {e['task']}, metric {e['metric']}: {_val(e, e['base'])} → {_val(e, e['cand'])} "
+                    f"({_dval(e, e['delta'])}, 95% CI {_dval(e, e['ci_low'])} … {_dval(e, e['ci_high'])}, "
+                    f"{row['test']}: z={e['z']:.2f}, p={e['p']:.2g}, {row['correction']}-adjusted "
+                    f"p={e['p_adj']:.2g}, {n}; {weak}; minimum detectable effect {_dval(e, e['mde']).lstrip('+')})",
+                    locator=loc,
+                    evidence={**common, "slice": e["slice"], "row": e},
+                )
+            elif e["status"] == "insufficient_samples":
+                yield R.INSUFFICIENT.finding(
+                    path,
+                    f"{v} vs {b} on {e['task']}, metric {e['metric']}: observed {_dval(e, e['delta'])} "
+                    f"({_val(e, e['base'])} → {_val(e, e['cand'])}), but at this stderr ({n}) the minimum "
+                    f"detectable effect is {_dval(e, e['mde']).lstrip('+')} (> {opts.max_mde * 100:.0f} pts): "
+                    f"it cannot be judged either way ({row['test']})",
+                    locator=loc,
+                    evidence={**common, "slice": e["slice"], "row": e},
+                )
+        blind = [e for e in row["slices"] if e["status"] == "not_comparable"]
+        if blind:
+            shown = "; ".join(
+                f"{e['task']} · {e['metric']} {_val(e, e['base'])} → {_val(e, e['cand'])} ({_dval(e, e['delta'])})"
+                for e in blind[:8]
+            )
+            yield R.NOT_COMPARABLE.finding(
+                path,
+                f"{v} vs {b}: {len(blind)} metric(s) exist only as aggregates without a stderr or per-example "
+                f"rows, so no test can judge them: {shown}",
+                locator=f"{v}:not-comparable",
+                evidence={"variant": v, "baseline": b, "metrics": blind},
+            )
+        for key, side in (("baseline_only_slices", "baseline"), ("candidate_only_slices", "candidate")):
+            if row[key]:
+                yield R.ONE_SIDED_SLICE.finding(
+                    path,
+                    f"{v} vs {b}: metric(s) {', '.join(row[key][:10])} appear only in the {side}; not compared",
+                    locator=f"{v}:{side}-only",
+                    evidence={"slices_one_side": row[key], "side": side, **common},
+                )
+
+    def _suspicious(
+        self, tables: list[EvalTable], rows: list[dict[str, Any]], base: str, ctx: ProbeContext, art_of: dict
+    ) -> Iterable[Finding]:
+        max_n = int(ctx.param(R.PERFECT_SCORES, "max_n"))
+        for row in rows:
+            if not row.get("primary", True):
+                continue
+            es = [
+                e
+                for e in row["slices"]
+                if e.get("cand") is not None and e.get("scale", 1.0) == 1.0 and e.get("higher_is_better", True)
+            ]
+            if not es or any(e["cand"] < 1.0 for e in es) or all(e["base"] is None or e["base"] >= 1.0 for e in es):
+                continue
+            ns = [e.get("n") for e in es]
+            if any(n is None for n in ns) or sum(ns) > max_n:
+                continue
+            art = next((a for t, a in ((t, art_of.get(id(t))) for t in tables) if row["variant"] in t.variants), None)
+            shown = ", ".join(f"{e['slice']} {_pc(e['base'])}" for e in es[:6])
+            yield R.PERFECT_SCORES.finding(
+                art.path if art else tables[0].path,
+                f"{row['variant']} scores 100% on all {len(es)} slice(s) of a {sum(ns)}-example set "
+                f"(baseline {shown}): possible test "
+                "leakage (eval examples in the training data, or targets scored as predictions)",
+                locator=f"{row['variant']}:perfect",
+                evidence={
+                    "variant": row["variant"],
+                    "baseline": base,
+                    "n": sum(ns),
+                    "slices": [e["slice"] for e in es],
+                },
+            )
 
     def _gate(
         self, row: dict[str, Any], path: Path, opts: Options, section: dict[str, Any], common: dict[str, Any]

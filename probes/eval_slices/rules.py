@@ -196,6 +196,80 @@ GATE_LATENCY = rule(
     "Check the serving path (adapter merge, rank, quantization) or relax the gate deliberately.",
 )
 
+PAIRING_AMBIGUOUS = rule(
+    "EVL017",
+    "Baseline and candidate cannot be told apart",
+    "warning",
+    ["baseline_missing"],
+    """
+    The eval files do not say which run is the baseline, and their names, folders and lm-eval
+    `model_args` do not decide it either: several runs look like the baseline (`base/` in two places),
+    or none does. doctor does not guess a pairing; nothing was compared.
+    """,
+    """
+    Name the baseline in rollout.toml: `[eval] baseline = "path/to/base/results.json"` and
+    `candidates = ["path/to/lora/results.json"]` (or `[eval] baseline_variant = "NAME"`).
+    """,
+)
+NOT_COMPARABLE = rule(
+    "EVL018",
+    "Metric cannot be compared",
+    "warning",
+    ["insufficient_samples"],
+    """
+    Both runs report this metric, but only as an aggregate without a standard error, and no per-example
+    rows exist (a LLaMA-Factory `predict_results.json` without its `generated_predictions.jsonl`, an
+    lm-eval run with `--bootstrap_iters 0` on a non-binary metric). A difference of any size could be
+    noise, so it is neither passed nor failed — and a gate on it would pass blind.
+    """,
+    """
+    Keep the per-example outputs (`generated_predictions.jsonl`, lm-eval `--log_samples`) beside the
+    summary, or report a standard error, and re-run `doctor check`.
+    """,
+)
+SCORED_BY_DOCTOR = rule(
+    "EVL019",
+    "Rows scored by doctor",
+    "info",
+    [],
+    """
+    The file holds predictions and targets but no score column, so doctor scored each row itself with
+    the metric the message names (exact match after normalisation for answers; sentence BLEU-4 and
+    ROUGE-1/2/L for LLaMA-Factory generations). Numbers can differ slightly from the tool's own scorer.
+    """,
+    "Write the scorer's per-example score into the file (a `score` column) to compare on your own metric.",
+)
+PERFECT_SCORES = rule(
+    "EVL020",
+    "Perfect score on every slice of a small set",
+    "warning",
+    [],
+    """
+    The candidate scores 1.0 (100%) on every slice while the set is small (at most `max_n` examples)
+    and the baseline is not perfect. Real adapters rarely do; the usual cause is test leakage — eval
+    examples in the training data, or the targets fed to the scorer as predictions.
+    """,
+    """
+    Check the training data for the eval examples (dedupe by prompt), check the scorer reads the model's
+    output, and evaluate on held-out data before trusting the result.
+    """,
+    max_n=500,
+)
+SUMMARY_MISMATCH = rule(
+    "EVL021",
+    "Summary score disagrees with the table inside it",
+    "warning",
+    [],
+    """
+    A summary file states a score (overall accuracy, a per-slice mean) that differs from the one its own
+    embedded table gives (mean of the per-item results, n-weighted mean of the per-slice rows) by more
+    than `tolerance`. One of the two is stale or computed on different rows; a gate reading the field
+    would judge numbers no table supports.
+    """,
+    "Regenerate the summary from the per-item results; doctor compares the table, not the field.",
+    tolerance=0.005,
+)
+
 RULES = (
     SLICE_REGRESSION,
     MASKED_REGRESSION,
@@ -213,4 +287,9 @@ RULES = (
     GATE_SLICE,
     GATE_SAFETY,
     GATE_LATENCY,
+    PAIRING_AMBIGUOUS,
+    NOT_COMPARABLE,
+    SCORED_BY_DOCTOR,
+    PERFECT_SCORES,
+    SUMMARY_MISMATCH,
 )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,12 +60,30 @@ class EvalTable:
     score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     extra: dict[str, np.ndarray] = field(default_factory=dict)  # refused, latency_ms, vram_mb, throughput
     problems: list[Problem] = field(default_factory=list)
-    aggregate: dict[str, Any] | None = None  # lm-eval results JSON (no per-example rows)
+    aggregate: dict[str, Any] | None = None  # facts of an aggregate-only file (no per-example rows)
+    aggregates: list[Any] = field(default_factory=list)  # AggMetric (probes.eval_slices.aggregate)
     line_offset: int = 2  # row i is on line i + line_offset (CSV header), 1 for JSONL
+    metric: str = "score"  # name of `score`: the file's column or metric (`acc,none`, `bleu-4`, ...)
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)  # further per-row metrics (0..1), by name
+    scored_by: str = ""  # how doctor scored rows that came without a score ("" = the file's own scores)
+    named_from: str = "file"  # where the variant name came from: column | file (renamed by pairing)
+    hint: dict[str, Any] = field(default_factory=dict)  # model / pretrained / peft the file records
+    link: str = ""  # run key shared by files of one run (lm-eval timestamp), for pairing
+    covers: set[tuple[str, str]] = field(default_factory=set)  # (task, metric) aggregates these rows supersede
 
     @property
     def usable(self) -> bool:
         return self.aggregate is None and not any(p.fatal for p in self.problems)
+
+    @property
+    def is_aggregate(self) -> bool:
+        return self.aggregate is not None and not any(p.fatal for p in self.problems)
+
+    def with_metric(self, name: str) -> EvalTable:
+        """The same rows scored by another of the file's metrics (arrays shared, not copied)."""
+        from dataclasses import replace
+
+        return replace(self, score=self.metrics[name], metric=name)
 
     def variant_of_rows(self) -> list[tuple[str, np.ndarray | None]]:
         """(variant name, row mask or None for all rows) for every variant in the file."""
@@ -415,6 +432,7 @@ def normalize(table: EvalTable, header: list[str], cols: dict[str, Any], default
     table.slice_codes, table.slices = factorize(_strings(cols[slice_col]))
     var_col = _pick(header, VARIANT_COLS)
     if var_col is not None:
+        table.named_from = "column"
         table.variant_codes, table.variants = factorize(_strings(cols[var_col]))
         empty_v = [i for i, v in enumerate(table.variants) if not v.strip()]
         if empty_v:
@@ -521,21 +539,20 @@ def _check_duplicates(table: EvalTable) -> None:
 # ---------------------------------------------------------------------------------------------- entry
 
 
-_LM_SAMPLES = re.compile(r"^samples_(?P<task>.+?)(?:_(?P<ts>\d{4}-\d{2}-\d{2}T[\d\-.:]+))?\.jsonl$")
-
-
 def read_table(path: Path, default_variant: str | None = None) -> EvalTable:
-    """Read one eval file. `default_variant` names rows that carry no variant column."""
+    """Read one eval file (see probes.eval_slices.readers)."""
+    from probes.eval_slices.readers import read_table as read
+
+    return read(path, default_variant)
+
+
+def read_csv_like(path: Path, variant: str) -> EvalTable:
+    """CSV/TSV/JSONL/Parquet per-example tables with id, slice and score columns."""
     low = path.name.lower()
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise ReadError(path, f"cannot read: {exc.strerror}") from None
-    variant = default_variant or path.stem
-    if low.startswith("results") and low.endswith(".json"):
-        return _read_lm_results(path)
-    if _LM_SAMPLES.match(path.name) or (low.endswith(".jsonl") and _is_lm_samples(path)):
-        return _read_lm_samples(path, default_variant)
     if low.endswith((".csv", ".tsv")):
         sep = "\t" if low.endswith(".tsv") else ","
         table = EvalTable(path, "csv", line_offset=2)
@@ -553,83 +570,6 @@ def read_table(path: Path, default_variant: str | None = None) -> EvalTable:
         header, cols = _read_parquet(path)
         return normalize(table, header, cols, variant)
     raise ReadError(path, "not an eval table format doctor reads (csv, tsv, jsonl, parquet, lm-eval json)")
-
-
-def _is_lm_samples(path: Path) -> bool:
-    with path.open("rb") as fh:
-        head = fh.read(4096).decode("utf-8", errors="replace")
-    return '"doc_id"' in head and '"slice"' not in head.split("\n", 1)[0]
-
-
-def _read_lm_samples(path: Path, default_variant: str | None) -> EvalTable:
-    m = _LM_SAMPLES.match(path.name)
-    task = m.group("task") if m else path.stem
-    table = EvalTable(path, "lm_eval_samples", line_offset=1)
-    ids: list[Any] = []
-    scores: list[Any] = []
-    metric_used = None
-    objects, bad = _json_objects(path)
-    for lineno, obj in objects:
-        if "doc_id" not in obj:
-            bad.append(lineno)
-            continue
-        if metric_used is None:
-            listed = [k for k in obj.get("metrics", []) if isinstance(k, str) and k in obj]
-            metric_used = (listed or [k for k in LM_EVAL_METRICS if k in obj] or [None])[0]
-        ids.append(obj["doc_id"])
-        scores.append(obj.get(metric_used) if metric_used else None)
-    bad.sort()
-    if not ids:
-        raise ReadError(
-            path, "no lm-evaluation-harness sample lines (JSON objects with doc_id)", f"line {bad[0]}" if bad else ""
-        )
-    if bad:
-        table.problems.append(
-            Problem(
-                "bad_lines",
-                f"{len(bad)} line(s) are not sample objects and were skipped (first: line {bad[0]})",
-                f"line {bad[0]}",
-                {"count": len(bad)},
-            )
-        )
-    if metric_used is None:
-        table.problems.append(
-            Problem(
-                "missing_columns",
-                f"no per-sample metric found (expected one of {', '.join(LM_EVAL_METRICS)})",
-                "",
-                {"columns": ["doc_id"]},
-                fatal=True,
-            )
-        )
-        return table
-    variant = default_variant or path.parent.name or "lm_eval"
-    cols = {"id": [f"{task}/{i}" for i in ids], "slice": [task] * len(ids), "score": scores}
-    table = normalize(table, ["id", "slice", "score"], cols, variant)
-    table.columns = ["doc_id", metric_used]
-    return table
-
-
-def _read_lm_results(path: Path) -> EvalTable:
-    try:
-        data = loads_json(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ReadError(path, f"invalid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
-        raise ReadError(path, "no `results` object: not an lm-evaluation-harness results file", "/results")
-    tasks: dict[str, dict[str, float]] = {}
-    for task, metrics in data["results"].items():
-        if isinstance(metrics, dict):
-            tasks[task] = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    cfg = data.get("config") if isinstance(data.get("config"), dict) else {}
-    table = EvalTable(path, "lm_eval_results")
-    table.aggregate = {
-        "tasks": tasks,
-        "model": data.get("model_name") or cfg.get("model"),
-        "model_args": cfg.get("model_args"),
-    }
-    table.variants = [path.parent.name]
-    return table
 
 
 def stat_key(path: Path) -> tuple[int, int]:

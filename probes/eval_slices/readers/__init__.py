@@ -1,0 +1,41 @@
+"""One reader per eval-output format, all producing an `EvalTable` (tables.py).
+
+Per-example tables (rows with an id, a slice and a score) are compared paired; aggregate-only files
+(`EvalTable.aggregates`) with the unpaired test in aggregate.py. The dispatch is by file name first,
+then by a peek at the content, the same signatures doctor/discover.py uses to find the files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from doctor.probe import ReadError
+from probes.eval_slices.tables import EvalTable, read_csv_like
+
+
+def read_table(path: Path, default_variant: str | None = None) -> EvalTable:
+    """Read one eval file. `default_variant` names rows that carry no variant column."""
+    from probes.eval_slices.readers import llama_factory, lm_eval
+
+    low = path.name.lower()
+    try:
+        path.stat()
+    except OSError as exc:
+        raise ReadError(path, f"cannot read: {exc.strerror}") from None
+    if lm_eval.is_results(path):
+        return _named(lm_eval.read_results(path), default_variant)
+    if llama_factory.is_results(path):
+        return _named(llama_factory.read_results(path), default_variant)
+    if low == llama_factory.PREDICTIONS:
+        return llama_factory.read_predictions(path, default_variant)
+    if low.endswith(".jsonl") and lm_eval.is_samples(path):
+        return lm_eval.read_samples(path, default_variant)
+    return read_csv_like(path, default_variant or path.stem)
+
+
+def _named(table: EvalTable, default_variant: str | None) -> EvalTable:
+    """An aggregate file the manifest names as the baseline takes the baseline's name."""
+    if default_variant:
+        table.variants = [default_variant]
+        table.named_from = "manifest"
+    return table
