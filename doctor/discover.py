@@ -18,6 +18,8 @@ MANIFEST_NAME = "rollout.toml"
 SKIP_DIRS = {".git", ".doctor", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache", ".ruff_cache"}
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
 _PEEK = 16384
+_RUN_ARGS = ("training_args.json", "training_args.bin")
+_RUN_FILES = {"trainer_state.json", *_RUN_ARGS}
 
 _SERVING_WORDS = re.compile(
     r"vllm\s+serve|vllm\.entrypoints|--enable-lora|enable-lora|text-generation-launcher|lorax-launcher|"
@@ -259,7 +261,7 @@ def _apply_declared_kinds(found: list[Artifact], root: Path) -> None:
                 art.kind = kind
 
 
-def _walk(folder: Path, top: bool = False) -> Iterator[Artifact]:
+def _walk(folder: Path, top: bool = False, in_run: bool = False) -> Iterator[Artifact]:
     kind = classify_dir(folder)
     if kind is not None:
         yield Artifact(folder, kind)
@@ -275,21 +277,39 @@ def _walk(folder: Path, top: bool = False) -> Iterator[Artifact]:
             continue
         p = Path(entry.path)
         if entry.is_dir(follow_symlinks=False):
-            if _CHECKPOINT.match(entry.name) and not top:
+            if _CHECKPOINT.match(entry.name):
                 checkpoints.append(p)  # intermediate checkpoints: read through the run's log
-                continue
+                if not top:
+                    continue
             if kind == "adapter":
                 continue
-            yield from _walk(p)
+            yield from _walk(p, in_run=bool(_CHECKPOINT.match(entry.name)))
         elif entry.is_file() and kind != "adapter":
+            if in_run and entry.name in _RUN_FILES:
+                continue  # the parent run folder yields the newest checkpoint's state and arguments
             k = classify_file(p)
             if k:
                 yield Artifact(p, k)
-    if checkpoints and kind is None and not (folder / "trainer_state.json").exists():
-        # A run folder holding only checkpoint-N/: the newest checkpoint's state stands for the run.
-        newest = max(checkpoints, key=lambda p: int(p.name.split("-")[1]))
-        if (newest / "trainer_state.json").exists():
-            yield Artifact(newest / "trainer_state.json", "training_log")
+    if checkpoints and kind is None:
+        yield from _run_from_checkpoints(folder, checkpoints)
+    elif top and kind == "adapter" and _CHECKPOINT.match(folder.name):
+        yield from _run_from_checkpoints(folder, [folder])  # the target is one checkpoint-N/ itself
+
+
+def _run_from_checkpoints(folder: Path, checkpoints: list[Path]) -> Iterator[Artifact]:
+    """A plain HF Trainer / TRL output folder (checkpoint-N/ with trainer_state.json, training_args.bin,
+    adapter files, no manifest): the newest checkpoint's state and arguments stand for the run where the
+    folder has none of its own (Trainer writes them top-level only after save_state / save_model)."""
+    newest = max(checkpoints, key=lambda p: int(p.name.split("-")[1]))
+    own = folder == newest
+    if (own or not (folder / "trainer_state.json").exists()) and (newest / "trainer_state.json").is_file():
+        yield Artifact(newest / "trainer_state.json", "training_log")
+    if not own and any((folder / n).exists() for n in _RUN_ARGS):
+        return
+    for name in _RUN_ARGS:
+        if (newest / name).is_file():
+            yield Artifact(newest / name, "training_config")
+            return
 
 
 def _assign_rollouts(artifacts: list[Artifact], root: Path) -> None:

@@ -45,3 +45,16 @@ def test_tiny_trainer_run_is_read_by_every_reader(tmp_path):
     [(_, t)] = read_log(ev)
     assert len(t) == 30
     assert abs(float(t.loss[-1]) - float(s.loss[-1])) < 1e-4
+    # the output folder as Trainer left it (checkpoint-N/ only, no manifest): the newest checkpoint's log
+    # and its training_args.bin (read without unpickling) stand for the run
+    from doctor.config import Settings
+    from doctor.engine import check
+
+    rep = check([tmp_path], Settings())
+    cfgs = [a for a in rep.artifacts if a.kind == "training_config"]
+    assert [a.path.parent.name for a in cfgs] == ["checkpoint-30"]
+    assert cfgs[0].facts["recipe"]["learning_rate"] == 1e-3 and cfgs[0].facts["layout"] == "zip"
+    logs = [a for a in rep.artifacts if a.kind == "training_log"]
+    assert [a.path.parent.name for a in logs if "same_run_as" not in a.facts] == ["checkpoint-30"]
+    assert [a.facts["same_run_as"] for a in logs if "same_run_as" in a.facts] == [str(state)]  # tfevents: read once
+    assert not [f for f in rep.findings if f.rule in ("DOC004", "CFG008", "CFG009", "DOC002")]

@@ -9,7 +9,7 @@ PROBES = [
         "training-config",
         {"training_config"},
         "probes.training.probe:TrainingConfigProbe",
-        rollout_kinds={"training_config", "manifest"},  # checks the manifest's [recipe]
+        rollout_kinds={"training_config", "manifest", "training_log"},  # [recipe]; CFG009 for a log without one
     ),
 ]
 

@@ -5,7 +5,8 @@ learning_rate, max_grad_norm, warmup_ratio, warmup_steps, lr_scheduler_type, fp1
 max_steps, method (lora | qlora | dpo), adapter, load_in_4bit, load_in_8bit, quant_type, double_quant,
 compute_dtype, optim, source.
 
-training_args.bin is a pickle and is never loaded (DOC004)."""
+training_args.bin (a pickle) is never unpickled for real: `read_bin` recovers its fields with the restricted
+reader in probes/training/readers/trainingargs.py."""
 
 from __future__ import annotations
 
@@ -133,6 +134,16 @@ def read_config_file(path: Path) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(d, dict):
         return None, "not a mapping of training settings"
     return normalize(d, flavour, path.name), ""
+
+
+def read_bin(path: Path) -> tuple[dict[str, Any] | None, Any]:
+    """(recipe, scan) of a training_args.bin; recipe None when the scan found no safe fields."""
+    from probes.training.readers.trainingargs import scan_training_args
+
+    scan = scan_training_args(path)
+    if not scan.fields:
+        return None, scan
+    return normalize(scan.fields, "hf_training_args_bin", path.name), scan
 
 
 def from_manifest(manifest: dict[str, Any]) -> dict[str, Any]:

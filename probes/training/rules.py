@@ -264,6 +264,33 @@ CFG_NO_CLIP = rule(
     "max_grad_norm is 0 or null: nothing bounds an exploding update (qlora uses 0.3).",
     "Set max_grad_norm 0.3-1.0.",
 )
+CFG_PICKLE_CODE = rule(
+    "CFG008",
+    "training_args.bin would run code when loaded",
+    "error",
+    ["unsafe_format"],
+    """
+    training_args.bin is a pickle; doctor reads it with a restricted unpickler that never imports or calls
+    anything. This one calls functions a TrainingArguments pickle never calls (os.system, eval,
+    subprocess, ...): `torch.load(..., weights_only=False)` or a Trainer resuming from this checkpoint
+    would run them. Nothing was run. A call to an unknown (but not known-dangerous) function is a warning.
+    """,
+    "Do not load this checkpoint. Find out who wrote it; retrain or take training_args.json from a trusted "
+    "copy, and prefer safetensors / JSON for anything shared.",
+)
+CFG_NOT_RUN = rule(
+    "CFG009",
+    "Config rules could not run",
+    "info",
+    [],
+    """
+    A training log was found but no training recipe for it (training_args.json, a readable
+    training_args.bin, an axolotl / LLaMA-Factory YAML, or the rollout manifest's [recipe]), so the
+    learning-rate, warmup, precision, quantization and clipping rules (CFG001-CFG007) did not run.
+    """,
+    "Keep training_args.json / training_args.bin beside the log (HF Trainer writes training_args.bin into "
+    "every checkpoint-N/), or record the recipe in rollout.toml [recipe].",
+)
 
 LOG_RULES = (
     NON_FINITE,
@@ -278,7 +305,17 @@ LOG_RULES = (
     PARTLY_UNREADABLE,
     STEP_ORDER,
 )
-CFG_RULES = (CFG_LR, CFG_WARMUP, CFG_PRECISION, CFG_QUANT, CFG_DTYPE, CFG_QUANT_ADAPTER, CFG_NO_CLIP)
+CFG_RULES = (
+    CFG_LR,
+    CFG_WARMUP,
+    CFG_PRECISION,
+    CFG_QUANT,
+    CFG_DTYPE,
+    CFG_QUANT_ADAPTER,
+    CFG_NO_CLIP,
+    CFG_PICKLE_CODE,
+    CFG_NOT_RUN,
+)
 RULES = LOG_RULES + CFG_RULES
 BY_KIND = {
     "non_finite": NON_FINITE,
