@@ -302,7 +302,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(job.to_dict(), indent=2, default=str))
     else:
         print(render_job(job, api.JobStore(spec["rollout"])))
-    return 0 if job.state == "succeeded" else 1
+    from doctor.jobs.verdict import passed
+
+    return 0 if passed(job) else 1
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -342,7 +344,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 def render_job(job, store) -> str:
     from doctor.jobs.compare import render_comparison
 
-    lines = [f"Job {job.id}  {job.kind}  {job.state.upper()}"]
+    v = job.verdict
+    head = f"Job {job.id}  {job.kind}  {job.state.upper()}"
+    if v:
+        head += f"  verdict: {v['verdict'].replace('_', ' ').upper()}"
+        if job.kind == "reeval":
+            head += f" (gate {'passed' if v.get('gate_passed') else 'failed'})"
+    lines = [head]
+    if v:
+        lines.append(f"  {v['why']}")
     spec = job.spec
     lines.append(f"  rollout:   {spec.get('rollout')}")
     if job.kind == "retrain":
@@ -377,10 +387,25 @@ def render_job(job, store) -> str:
     if job.comparison:
         lines.append("")
         lines.extend(render_comparison(job.comparison))
+        lines.extend(render_slice_stats(v))
     if job.state == "succeeded":
         lines.append("")
         lines.extend(next_steps(job))
     return "\n".join(lines)
+
+
+def render_slice_stats(v: dict[str, Any] | None) -> list[str]:
+    """The paired per-slice statistics the verdict used (after vs baseline), one row per slice."""
+    rows = (v or {}).get("slices_vs_baseline") or []
+    if not rows:
+        return []
+    lines = ["", f"  paired vs baseline: {'slice':<12} {'n':>4} {'delta':>8} {'95% CI':>17} {'p_adj':>6}  status"]
+    for s in rows:
+        ci = f"{s['ci_low'] * 100:+.1f}…{s['ci_high'] * 100:+.1f}pp"
+        lines.append(
+            f"  {'':<20}{s['slice']:<12} {s['n']:>4} {s['delta'] * 100:>+7.1f}pp {ci:>17} {s['p_adj']:>6.3f}  {s['status']}"
+        )
+    return lines
 
 
 def _current_entry(reg: dict[str, Any]) -> dict[str, Any]:
@@ -412,7 +437,9 @@ def next_steps(job) -> list[str]:
             reg = f"registry v{e.get('version')} is {json.dumps(e.get('status'))}" + (
                 f" (rollback_to v{rb})" if rb else ""
             )
-            if e.get("status") != "active":
+            if e.get("status") == "rejected":
+                reg += "; it did not fix the rollout: do not serve it (doctor fix tries further attempts)"
+            elif e.get("status") != "active":
                 reg += '; mark it "active" in registry.yaml once it checks out'
         elif o.get("registry_error"):
             reg = f"not registered ({o['registry_error']})"
@@ -420,7 +447,13 @@ def next_steps(job) -> list[str]:
             reg = "not registered (register: false)"
         lines.append(f"  {reg}")
         current = _manifest_adapter(root)
-        if current is not None and current.resolve() == new.resolve():
+        v = job.verdict  # None for a job recorded before verdicts existed
+        if v is not None and v["verdict"] != "fixed":
+            lines.append(
+                "  the rollout keeps its adapter: this version did not fix it "
+                f"(try: doctor fix {_shown(root) or '.'})"
+            )
+        elif current is not None and current.resolve() == new.resolve():
             lines.append("  rollout.toml [[adapters]] already points at it: it is the rollout's adapter")
         else:
             was = f" (now {os.path.relpath(current, root)})" if current is not None else ""
@@ -529,4 +562,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     except _errors() as exc:
         raise CliError(str(exc)) from None
     print(render_job(result, store))
-    return 0 if result.state == "succeeded" else 1
+    from doctor.jobs.verdict import passed
+
+    return 0 if passed(result) else 1

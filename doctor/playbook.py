@@ -6,6 +6,11 @@ Three kinds of node:
   which the evidence is missing and the answer is `unknown`.
 - visit: `visit: PLAYBOOK` walks another playbook to its leaf, collects its diagnosis, then goes `next`.
 - leaf: `diagnosis`, ranked `causes` (each with the symptoms/rules that support it) and `actions`.
+
+Leaf text is assembled from the evidence that fired, so it never claims a symptom the walk answered no:
+`diagnosis` is a string or a list of parts, each a string (always said) or `{text, when: PREDICATE}` (said
+only when the predicate holds). A cause may carry `discount: {when, factor, text}` — what the recipe says
+against it (clipping already on ⇒ "missing gradient control" ranks lower); an action may carry `when`.
 """
 
 from __future__ import annotations
@@ -141,16 +146,40 @@ def _validate_node(pb: Playbook, node_id: str, node: dict[str, Any], rule_ids: s
         if node.get("requires") and "unknown" not in node:
             raise PlaybookError(path, node_id, "`requires` needs an `unknown` branch for missing evidence")
     elif kind == "leaf":
+        _validate_diagnosis(path, node_id, node["diagnosis"], rule_ids)
         for i, cause in enumerate(node.get("causes") or []):
             cid = cause.get("cause") if isinstance(cause, dict) else None
             if not isinstance(cid, str) or not _CAUSE_ID.match(cid):
                 raise PlaybookError(path, node_id, f"causes[{i}] needs a snake_case `cause` id")
             if "support" in cause:
                 _validate_predicate(path, node_id, cause["support"], rule_ids)
+            if "discount" in cause:
+                d = cause["discount"]
+                if not isinstance(d, dict) or "when" not in d or not isinstance(d.get("factor"), (int, float)):
+                    raise PlaybookError(path, node_id, f"causes[{i}].discount needs `when` and a numeric `factor`")
+                if not 0 <= d["factor"] <= 1:
+                    raise PlaybookError(path, node_id, f"causes[{i}].discount.factor must be in [0, 1]")
+                _validate_predicate(path, node_id, d["when"], rule_ids)
         for i, action in enumerate(node.get("actions") or []):
             _validate_action(path, node_id, i, action)
+            if isinstance(action, dict) and "when" in action:
+                _validate_predicate(path, node_id, action["when"], rule_ids)
     elif kind == "visit" and not isinstance(node["visit"], str):
         raise PlaybookError(path, node_id, "`visit` names a playbook")
+
+
+def _validate_diagnosis(path: Path, node_id: str, diagnosis: Any, rule_ids: set[str] | None) -> None:
+    if isinstance(diagnosis, str):
+        return
+    if not isinstance(diagnosis, list) or not diagnosis:
+        raise PlaybookError(path, node_id, "`diagnosis` is text or a non-empty list of parts")
+    for i, part in enumerate(diagnosis):
+        if isinstance(part, str):
+            continue
+        if not isinstance(part, dict) or not isinstance(part.get("text"), str) or set(part) - {"text", "when"}:
+            raise PlaybookError(path, node_id, f"diagnosis[{i}] is text or {{text, when}}")
+        if "when" in part:
+            _validate_predicate(path, node_id, part["when"], rule_ids)
 
 
 def _validate_action(path: Path, node_id: str, i: int, action: Any) -> None:
@@ -371,6 +400,19 @@ class Triage:
         return self.leaves[-1] if self.leaves else ""
 
 
+def diagnosis_text(diagnosis: Any, ev: Evidence) -> str:
+    """A leaf's text from the parts whose evidence fired (a plain string is said as it is)."""
+    if isinstance(diagnosis, str):
+        return " ".join(diagnosis.split())
+    parts = []
+    for part in diagnosis:
+        if isinstance(part, str):
+            parts.append(part)
+        elif "when" not in part or evaluate(part["when"], ev)[0]:
+            parts.append(part["text"])
+    return " ".join(" ".join(parts).split())
+
+
 def _ids(findings: Iterable[Finding]) -> list[str]:
     seen: list[str] = []
     for f in findings:
@@ -402,6 +444,10 @@ def _score_cause(spec: dict[str, Any], ev: Evidence, answered: bool) -> Cause | 
                 return None
             return Cause(spec["cause"], round(weight * float(spec["prior"]), 3), [], text)
         score = weight * (0.5 + 0.5 * _coverage(spec["support"], support))
+        d = spec.get("discount")
+        if d and evaluate(d["when"], ev)[0]:
+            score *= float(d["factor"])
+            text = f"{text} ({d['text']})" if d.get("text") else text
         return Cause(spec["cause"], round(score, 3), _ids(support), text)
     # A cause reached by the user's answers alone.
     strength = 0.5 if answered else float(spec.get("prior", 0.3))
@@ -516,11 +562,14 @@ class Walker:
             elif cause.score > existing.score:
                 existing.score, existing.evidence = cause.score, cause.evidence
         for action in node.get("actions") or []:
+            if "when" in action and not evaluate(action["when"], ev)[0]:
+                continue
+            action = {k: v for k, v in action.items() if k != "when"}
             if action not in out.actions:
-                out.actions.append(dict(action))
+                out.actions.append(action)
         # Leaves that diagnose (causes or actions) add their text; pass-through leaves ("no instability
         # found") speak only when nothing else has.
-        text = " ".join(str(node["diagnosis"]).split())
+        text = diagnosis_text(node["diagnosis"], ev)
         if node.get("causes") or node.get("actions"):
             out.diagnosis = f"{out.diagnosis}\n{text}".strip() if out.notes_only is False else text
             out.notes_only = False

@@ -299,9 +299,21 @@ def install_adapter(root: Path, name: str, src: Path, job: Job) -> tuple[Path, i
     return final, version
 
 
-def register(root: Path, name: str, version: int, folder: Path, spec: dict[str, Any], out: Path) -> dict[str, Any]:
+def register(
+    root: Path,
+    name: str,
+    version: int,
+    folder: Path,
+    spec: dict[str, Any],
+    out: Path,
+    verdict: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Register the new version as the verdict says: `canary` when fixed (one canary per name: the one it
+    replaces is retired, or rejected when the re-probe found it broken), else `rejected`. rollback_to is
+    the last version that passed the gate (probes.registry.store.add_version)."""
     registry = _registry_path(root)
     quant = (spec.get("recipe") or {}).get("quantization") if spec.get("method") == "qlora" else None
+    fixed = bool(verdict) and verdict.get("verdict") == "fixed"
     entry = {
         "name": name,
         "version": version,
@@ -311,11 +323,28 @@ def register(root: Path, name: str, version: int, folder: Path, spec: dict[str, 
         "method": spec.get("method", "lora"),
         "training_run": os.path.relpath(out / "train", registry.parent),
         "eval_report": os.path.relpath(out / "eval" / "candidate.csv", registry.parent),
-        "status": "canary",
+        "status": "canary" if fixed else "rejected",
+        "gate": "passed" if fixed else "failed",
+        "verdict": (verdict or {}).get("verdict", "not_fixed"),
     }
     from probes.registry.store import add_version
 
-    return add_version(registry, entry)
+    broken = _broken_versions(root, name, spec) if fixed and verdict and verdict.get("targeted") else set()
+    return add_version(registry, entry, known_broken=broken)
+
+
+def _broken_versions(root: Path, name: str, spec: dict[str, Any]) -> set[int]:
+    """The versions the rollout's manifest lists for `name`: the before-probe found errors in them."""
+    try:
+        from doctor.manifest import read_manifest
+
+        return {
+            int(a["version"])
+            for a in read_manifest(root / "rollout.toml").get("adapters", [])
+            if a.get("name") == name and isinstance(a.get("version"), int)
+        }
+    except Exception:
+        return set()
 
 
 def _finalize(
@@ -334,19 +363,6 @@ def _finalize(
         folder, version = install_adapter(root, name, out / "adapter", job)
         outputs.update(adapter=str(folder), version=version, train_dir=str(out / "train"))
         rec.add({"event": "log", "message": f"new adapter version {name} v{version}: {folder}"})
-        if spec.get("register", True):
-            try:
-                entry = register(root, name, version, folder, spec, out)
-                outputs["registry"] = {"path": str(_registry_path(root)), "entry": entry}
-                rec.add(
-                    {
-                        "event": "log",
-                        "message": f"registered {name} v{version} (rollback_to {entry.get('rollback_to')})",
-                    }
-                )
-            except Exception as exc:
-                outputs["registry_error"] = f"{type(exc).__name__}: {exc}"
-                rec.add({"event": "log", "message": f"registry not updated: {exc}"})
     if done.get("eval_table"):
         outputs["eval_table"] = done["eval_table"]
     if done.get("eval"):
@@ -357,7 +373,23 @@ def _finalize(
     rec.add({"event": "log", "message": "re-probing the outputs (doctor check)"})
     rec.flush()
     comparison = reprobe(spec, out, job.id, before, done)
+    verdict = comparison["verdict"]
     rec.add({"event": "comparison", **{k: comparison[k] for k in ("before", "after")}})
+    rec.add({"event": "verdict", "verdict": verdict["verdict"], "message": verdict["why"]})
+    if spec["kind"] == "retrain" and spec.get("register", True):
+        try:
+            entry = register(root, name, version, folder, spec, out, verdict)
+            outputs["registry"] = {"path": str(_registry_path(root)), "entry": entry}
+            rec.add(
+                {
+                    "event": "log",
+                    "message": f"registered {name} v{version} as {entry.get('status')} "
+                    f"(rollback_to {entry.get('rollback_to')})",
+                }
+            )
+        except Exception as exc:
+            outputs["registry_error"] = f"{type(exc).__name__}: {exc}"
+            rec.add({"event": "log", "message": f"registry not updated: {exc}"})
     rec.flush()
     store.set_state(job.id, "succeeded", outputs=outputs, comparison=comparison, eta_s=0, phase="done")
     return store.get(job.id)
@@ -386,12 +418,24 @@ def reprobe(
         extra["training"] = {k: t.get(k) for k in ("global_step", "final_loss", "train_loss", "first_non_finite_step")}
     if before.get("error"):
         extra["before_error"] = before["error"]
+    from doctor.jobs.verdict import judge
+
+    after_table = Path(done["eval_table"]) if done.get("eval_table") else None
+    baseline_table = resolve(root, ev.get("baseline"))
+    extra["verdict"] = judge(
+        before,
+        after,
+        kind=spec["kind"],
+        before_table=before_table,
+        after_table=after_table,
+        baseline_table=baseline_table,
+    )
     return cmp.compare(
         before,
         after,
         before_table=before_table,
-        after_table=Path(done["eval_table"]) if done.get("eval_table") else None,
-        baseline_table=resolve(root, ev.get("baseline")),
+        after_table=after_table,
+        baseline_table=baseline_table,
         extra=extra,
     )
 
@@ -406,7 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     store = JobStore(opts.rollout)
     job = run_job(store, opts.job, launcher=opts.launcher, lock_fd=opts.lock_fd)
     print(f"job {job.id}: {job.state}" + (f" ({job.error})" if job.error else ""), flush=True)
-    return 0 if job.state == "succeeded" else 1
+    from doctor.jobs.verdict import passed
+
+    return 0 if passed(job) else 1
 
 
 if __name__ == "__main__":

@@ -258,11 +258,15 @@ def _manifest_path(root: Path, table: str, key: str, value: str | None, want: st
     raise SpecError(f"{root / 'rollout.toml'}: [{table}] {field} {json.dumps(value)} {where}, which {what} ({hint})")
 
 
-def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[str, Any]:
+def spec_from_action(
+    rollout_root: Path | str, action: dict[str, Any], *, base_recipe: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A validated spec for a playbook job action `{kind: retrain|reeval, overrides: {...}}` on a rollout.
 
-    Also accepts a triage action `{"kind": "job", "job": {...}}`. The recorded [recipe] gets the overrides
-    (`doctor.recipe.apply_overrides`); data fields (train_slices, mix, train) override the [data] table.
+    Also accepts a triage action `{"kind": "job", "job": {...}}`. The recorded [recipe] (or `base_recipe`,
+    the recipe of an earlier attempt of `doctor fix`) gets the overrides (`doctor.recipe.apply_overrides`);
+    data fields (train_slices, mix, train) override the [data] table. A learning-rate override is bounded
+    by the method's usual range (doctor.jobs.lrbounds); `source.changes` records every changed field.
     """
     root = Path(rollout_root).resolve()
     if action.get("kind") == "job":
@@ -307,7 +311,7 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
         if not spec["eval_set"]:
             raise SpecError(f"{root}/rollout.toml: [eval] eval_set is missing; a reeval needs it")
         return validate_spec(spec)
-    recipe = copy.deepcopy(m.get("recipe") or {})
+    recipe = copy.deepcopy(base_recipe if base_recipe is not None else (m.get("recipe") or {}))
     if not recipe:
         raise SpecError(f"{root}/rollout.toml: no [recipe] table; a retrain needs the recorded recipe")
     data_tbl = m.get("data") or {}
@@ -320,6 +324,16 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
     method = "qlora" if new.get("quantization") else ro.get("method", "lora")
     if method == "lora":
         new.pop("quantization", None)
+    if "learning_rate" in overrides:
+        from doctor.jobs.lrbounds import bound_lr, method_family
+
+        fix = bound_lr(recipe.get("learning_rate"), new.get("learning_rate"), method_family(method, new))
+        new["learning_rate"] = fix.value
+        spec["source"]["learning_rate"] = {"from": fix.recorded, "to": fix.value, "why": fix.why}
+    old_data = recipe.get("data") or {}
+    changes = recipe_changes({k: v for k, v in recipe.items() if k != "data"}, new)
+    changes.update({f"data.{k}": [old_data.get(k), data.get(k)] for k in data if data.get(k) != old_data.get(k)})
+    spec["source"]["changes"] = changes
     train = data.get("train")
     from_manifest = bool(train) and train == data_tbl.get("train")
     train_abs = _manifest_path(root, "data", "train", train, "file") if from_manifest else train
@@ -343,6 +357,19 @@ def spec_from_action(rollout_root: Path | str, action: dict[str, Any]) -> dict[s
     if every:
         spec["save_steps"] = every
     return validate_spec(spec)
+
+
+def recipe_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, list[Any]]:
+    """{field: [from, to]} for every recipe field an action changed (lora./quantization. fields dotted)."""
+    out: dict[str, list[Any]] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) or isinstance(b, dict):
+            for sub, pair in recipe_changes(a or {}, b or {}).items():
+                out[f"{key}.{sub}"] = pair
+        elif a != b:
+            out[key] = [a, b]
+    return out
 
 
 def checkpoint_every(recipe: dict[str, Any]) -> int | None:
@@ -375,7 +402,12 @@ def spec_from_triage(
         for a in rt.triage.actions:
             if a.get("kind") == "job" and a.get("job"):
                 spec = spec_from_action(rt.root, a["job"])
-                spec["source"] = {"triage": rt.triage.leaf, "action": a["job"], "text": a.get("text", "")}
+                spec["source"] = {
+                    **spec.get("source", {}),
+                    "triage": rt.triage.leaf,
+                    "action": a["job"],
+                    "text": a.get("text", ""),
+                }
                 if answers:
                     spec["source"]["answers"] = dict(answers)
                 return spec

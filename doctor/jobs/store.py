@@ -96,9 +96,19 @@ class Job:
     def done(self) -> bool:
         return self.state in TERMINAL
 
+    @property
+    def verdict(self) -> dict[str, Any] | None:
+        """fixed | partly_fixed | not_fixed | worse with its numbers (doctor.jobs.verdict); None while running."""
+        from doctor.jobs.verdict import job_verdict
+
+        return job_verdict(self)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["progress"] = {"step": self.step, "max_steps": self.max_steps}
+        v = self.verdict
+        d["verdict"] = v["verdict"] if v else None
+        d["verdict_detail"] = v
         return d
 
 

@@ -8,11 +8,15 @@ reg.entries                                  # list of dicts, in file order, unk
 reg.latest("support-bot"), reg.active("support-bot"), reg.get("support-bot", 2)
 save(reg)                                    # temp file in the same folder + fsync + os.replace
 entry = add_version(Path("registry.yaml"), {"name": "support-bot", "path": "adapters/v2"})
-# → version = previous max + 1, rollback_to = the active version (else the latest), status = canary,
+# → version = previous max + 1, rollback_to = the last version that passed the gate (see `passed_gate`;
+#   never a rejected or known-broken one; null when none did), status = canary (default),
 #   sha256 of <path>/adapter_model.safetensors when the file exists, created = now (UTC);
 #   creates the file when it does not exist; serialized with an flock on registry.yaml.lock
 #   (removed after each write).
 ```
+Statuses: candidate (registered, not yet served) · canary (serving a share of traffic; at most one per
+adapter name) · active · rejected (failed its gate: never served, never a rollback target) · retired.
+A new canary retires the previous canary of its name (or rejects it when the caller knows it is broken).
 Unknown top-level and per-entry keys survive a rewrite (comments do not: YAML has no round-trip here).
 """
 
@@ -33,7 +37,7 @@ from doctor.probe import ReadError
 from probes.serving.yamlsafe import load_yaml
 
 SCHEMA = "peft-doctor/registry/1"
-STATUSES = ("canary", "active", "retired")
+STATUSES = ("candidate", "canary", "active", "rejected", "retired")
 QUANTIZATIONS = ("none", "nf4", "fp4", "int8")
 METHODS = ("lora", "qlora")
 REQUIRED = ("name", "version", "path")
@@ -218,26 +222,55 @@ def _locked(path: Path):
         fh.close()  # closing releases the flock, after the file is gone
 
 
-def add_version(registry_path: Path, entry: dict[str, Any]) -> dict[str, Any]:
-    """Append a new adapter version and return the stored entry (see the module docstring)."""
+def passed_gate(entry: dict[str, Any]) -> bool:
+    """A version that may be rolled back to: not rejected, not marked as failing its gate; `gate: passed`
+    (written by doctor's jobs) or a status a person gave it after checking (active, retired)."""
+    if entry.get("status") == "rejected" or entry.get("gate") == "failed":
+        return False
+    return entry.get("gate") == "passed" or entry.get("status") in ("active", "retired")
+
+
+def last_passed(reg: Registry, name: str, below: int | None = None, exclude: set[int] | None = None) -> int | None:
+    vs = [
+        e["version"]
+        for e in reg.versions(name)
+        if _is_int(e.get("version"))
+        and passed_gate(e)
+        and (below is None or e["version"] < below)
+        and e["version"] not in (exclude or set())
+    ]
+    return max(vs) if vs else None
+
+
+def add_version(
+    registry_path: Path, entry: dict[str, Any], *, known_broken: set[int] | None = None
+) -> dict[str, Any]:
+    """Append a new adapter version and return the stored entry (see the module docstring).
+
+    `known_broken`: versions the caller's re-probe found broken — never a rollback target, and rejected
+    when a new canary replaces them.
+    """
     registry_path = Path(registry_path)
     if not entry.get("name") or not entry.get("path"):
         raise ValueError("add_version needs at least name and path")
+    broken = set(known_broken or ())
     with _locked(registry_path):
         reg = load(registry_path) if registry_path.exists() else Registry(registry_path)
         reg.data.setdefault("schema", SCHEMA)
         name = entry["name"]
         new = dict(entry)
         prev_latest = reg.latest(name)
-        prev_active = reg.active(name)
         if new.get("version") is None:
             new["version"] = (prev_latest["version"] + 1) if prev_latest else 1
         if reg.get(name, new["version"]) is not None:
             raise ValueError(f"{name} version {new['version']} is already registered")
         if "rollback_to" not in new:
-            prev = prev_active or prev_latest
-            new["rollback_to"] = prev["version"] if prev else None
+            new["rollback_to"] = last_passed(reg, name, below=new["version"], exclude=broken)
         new.setdefault("status", "canary")
+        if new["status"] == "canary":
+            for e in reg.versions(name):
+                if e.get("status") == "canary":
+                    e["status"] = "rejected" if e.get("version") in broken else "retired"
         if new.get("sha256") is None:
             folder = reg.entry_path(new)
             if folder is not None and (folder / WEIGHTS).is_file():
@@ -252,7 +285,8 @@ def add_version(registry_path: Path, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def set_status(registry_path: Path, name: str, version: int, status: str) -> dict[str, Any]:
-    """Change one version's status; promoting to `active` retires the previously active version(s)."""
+    """Change one version's status; promoting to `active` retires the previously active version(s), and a
+    new `canary` retires the previous canary (one per name). A rejected version is never promoted."""
     if status not in STATUSES:
         raise ValueError(f"status {status!r}; expected one of {', '.join(STATUSES)}")
     registry_path = Path(registry_path)
@@ -261,9 +295,11 @@ def set_status(registry_path: Path, name: str, version: int, status: str) -> dic
         target = reg.get(name, version)
         if target is None:
             raise KeyError(f"{name} version {version} is not registered")
-        if status == "active":
+        if status in ("active", "canary") and (target.get("status") == "rejected" or target.get("gate") == "failed"):
+            raise ValueError(f"{name} version {version} is rejected (it failed its gate); it cannot be {status}")
+        if status in ("active", "canary"):
             for e in reg.versions(name):
-                if e is not target and e.get("status") == "active":
+                if e is not target and e.get("status") == status:
                     e["status"] = "retired"
         target["status"] = status
         save(reg)
