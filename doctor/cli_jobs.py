@@ -402,9 +402,8 @@ def render_slice_stats(v: dict[str, Any] | None) -> list[str]:
     lines = ["", f"  paired vs baseline: {'slice':<12} {'n':>4} {'delta':>8} {'95% CI':>17} {'p_adj':>6}  status"]
     for s in rows:
         ci = f"{s['ci_low'] * 100:+.1f}…{s['ci_high'] * 100:+.1f}pp"
-        lines.append(
-            f"  {'':<20}{s['slice']:<12} {s['n']:>4} {s['delta'] * 100:>+7.1f}pp {ci:>17} {s['p_adj']:>6.3f}  {s['status']}"
-        )
+        cells = f"{s['n']:>4} {s['delta'] * 100:>+7.1f}pp {ci:>17} {s['p_adj']:>6.3f}"
+        lines.append(f"  {'':<20}{s['slice']:<12} {cells}  {s['status']}")
     return lines
 
 
@@ -450,8 +449,7 @@ def next_steps(job) -> list[str]:
         v = job.verdict  # None for a job recorded before verdicts existed
         if v is not None and v["verdict"] != "fixed":
             lines.append(
-                "  the rollout keeps its adapter: this version did not fix it "
-                f"(try: doctor fix {_shown(root) or '.'})"
+                f"  the rollout keeps its adapter: this version did not fix it (try: doctor fix {_shown(root) or '.'})"
             )
         elif current is not None and current.resolve() == new.resolve():
             lines.append("  rollout.toml [[adapters]] already points at it: it is the rollout's adapter")

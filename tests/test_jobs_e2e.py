@@ -76,15 +76,17 @@ def test_diverged_triage_retrain_fixes_training(tmp_path):
     assert not after_trn, f"still unstable: {after_trn}"  # no non-finite, spike or gradient explosion
     assert c["after"]["accuracy"] > c["before"]["accuracy"]
     assert all(s["delta"] is not None for s in c["slices"])
-    # Outputs: a new version folder, the registry entry rolls back to v1, the original is untouched.
+    # Outputs: a new version folder registered as its verdict says; v1 (NaN weights) is never a rollback
+    # target; the original is untouched.
     new = Path(job.outputs["adapter"])
     assert new == root / "adapters" / "support-bot-v2" and (new / "adapter_model.safetensors").is_file()
     entry = job.outputs["registry"]["entry"]
     assert (
         entry["version"] == 2
-        and entry["rollback_to"] == 1
+        and entry["rollback_to"] is None
         and entry["sha256"] == sha256(new / "adapter_model.safetensors")
     )
+    assert entry["status"] == ("canary" if job.verdict["verdict"] == "fixed" else "rejected"), job.verdict
     assert tree_digest(root / "adapter") == original
     # The training log of the new run, probed on its own: no non-finite or spike findings.
     after = findings_snapshot([Path(job.outputs["train_dir"])], ("TRN",))

@@ -321,7 +321,8 @@ def spec_from_action(
     except RecipeError as exc:
         raise SpecError(f"overrides: {exc}") from None
     data = new.pop("data", {})
-    method = "qlora" if new.get("quantization") else ro.get("method", "lora")
+    # A 4-bit override (bnb_4bit_compute_dtype) on a 16-bit LoRA recipe has nothing to apply to: dropped.
+    method = "qlora" if (new.get("quantization") or {}).get("load_in_4bit") else ro.get("method", "lora")
     if method == "lora":
         new.pop("quantization", None)
     if "learning_rate" in overrides:

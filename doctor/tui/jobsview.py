@@ -14,6 +14,7 @@ STATE_GLYPH = {
     "failed": ("✗", "bold red"),
     "cancelled": ("■", "yellow"),
 }
+VERDICT_STYLE = {"fixed": "bold green", "partly_fixed": "bold yellow", "not_fixed": "bold red", "worse": "bold red"}
 LOG_TAIL = 200
 
 

@@ -242,9 +242,7 @@ def last_passed(reg: Registry, name: str, below: int | None = None, exclude: set
     return max(vs) if vs else None
 
 
-def add_version(
-    registry_path: Path, entry: dict[str, Any], *, known_broken: set[int] | None = None
-) -> dict[str, Any]:
+def add_version(registry_path: Path, entry: dict[str, Any], *, known_broken: set[int] | None = None) -> dict[str, Any]:
     """Append a new adapter version and return the stored entry (see the module docstring).
 
     `known_broken`: versions the caller's re-probe found broken — never a rollback target, and rejected

@@ -20,7 +20,15 @@ from textual.worker import Worker, WorkerState
 from doctor.recipe import describe
 from doctor.tui.commands import bindings
 from doctor.tui.data import rel
-from doctor.tui.jobsview import STATE_GLYPH, EventDigest, comparison_lines, fmt_eta, list_all, progress_text
+from doctor.tui.jobsview import (
+    STATE_GLYPH,
+    VERDICT_STYLE,
+    EventDigest,
+    comparison_lines,
+    fmt_eta,
+    list_all,
+    progress_text,
+)
 from doctor.tui.widgets import plots
 from doctor.tui.widgets.findings import SummaryBar
 from doctor.tui.widgets.plot_view import PlotView
@@ -139,12 +147,14 @@ class JobsScreen(Screen):
         for _, job in self.jobs:
             if job.done and job.id not in self.ended_seen:
                 if not self._first:
+                    v = job.verdict
                     sev = (
                         "information"
-                        if job.state == "succeeded"
-                        else ("warning" if job.state == "cancelled" else "error")
+                        if job.state == "succeeded" and (v is None or v["verdict"] == "fixed")
+                        else ("warning" if job.state in ("cancelled", "succeeded") else "error")
                     )
-                    self.app.notify(f"job {job.id} {job.state}", title="Job ended", severity=sev, timeout=5)
+                    said = f"{job.state}, {v['verdict'].replace('_', ' ')}" if v else job.state
+                    self.app.notify(f"job {job.id} {said}", title="Job ended", severity=sev, timeout=5)
                 self.ended_seen.add(job.id)
         self._first = False
 
@@ -187,6 +197,9 @@ class JobsScreen(Screen):
         head.append(f"{glyph} {j.state}", style=style)
         head.append(f"  {j.kind}  ", style="bold")
         head.append(j.id, style="dim")
+        v = j.verdict
+        if v:
+            head.append(f"  verdict: {v['verdict'].replace('_', ' ')}", style=VERDICT_STYLE.get(v["verdict"], ""))
         head.append(f"\nrollout {self.app.rollout_label(root)}")
         over = (j.spec or {}).get("overrides") or {}
         if over:
@@ -237,7 +250,11 @@ class JobsScreen(Screen):
             except Exception:
                 lines = []
             if lines:
-                out = Text("before → after\n", style="bold")
+                out = Text()
+                v = j.verdict
+                if v:
+                    out.append(v["why"] + "\n", style=VERDICT_STYLE.get(v["verdict"], ""))
+                out.append("before → after\n", style="bold")
                 style = ""
                 for ln in lines:
                     head = ln.strip()
