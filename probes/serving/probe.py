@@ -11,7 +11,7 @@ from typing import Any
 from doctor.model import Artifact, Finding
 from doctor.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.rules import Rule
-from probes.serving import engines
+from probes.serving import engines, features
 from probes.serving import rules as R
 from probes.serving.artifacts import WEIGHT_NAMES, cached_facts, dim_mismatches, read_base_config
 from probes.serving.config import AdapterRef, Server, apply_config_file, parse_config
@@ -193,9 +193,10 @@ def adapter_checks(
     name = ref.name if ref else facts.get("path", "adapter")
     cfg = facts.get("config") or {}
     # SRV014 missing fields
+    non_lora = str(facts.get("peft_type") or "LORA").upper() != "LORA"  # SRV028 reports it once
     if not facts.get("has_config"):
         out.append((R.MISSING_FIELDS, f"{name}: no adapter_config.json in {facts.get('path')}", {}))
-    else:
+    elif not non_lora:
         missing = [k for k in ("r", "lora_alpha", "target_modules") if cfg.get(k) is None]
         r = cfg.get("r")
         if missing:
@@ -262,18 +263,17 @@ def adapter_checks(
         problems = []
         if unknown:
             problems.append(f"unsupported keys {unknown[:3]}" + (f" (+{len(unknown) - 3})" if len(unknown) > 3 else ""))
-        if peft_type not in (None, "LORA"):
-            problems.append(f"peft_type = {peft_type!r} (only LORA)")
         if vs_base and base is not None and base.arch in engines.LLAMA_FAMILY:
             outside = [m for m in facts.get("modules", []) if m not in engines.LLAMA_MODULES and not _covered_module(m)]
             if outside:
                 problems.append(f"target modules {outside[:4]} not in {base.arch}'s module set")
+        if str(peft_type or "LORA").upper() != "LORA":
+            problems = []  # its keys are not LoRA keys at all: SRV028 says so once
         if problems:
             out.append(
                 (R.UNSUPPORTED_KEYS, f"{name}: " + "; ".join(problems), {"keys": unknown[:10], "peft_type": peft_type})
             )
-    elif facts.get("rank_pattern"):
-        out.append((R.SCALING, f"{name}: rank_pattern/alpha_pattern set; {label} ignores them", {}))
+    out.extend(features.feature_checks(server.engine, server.version, name, facts))
     # base model: name, dims, vocab
     if base is not None:
         # adapter_config's base vs the served model: probes/adapter (ADP014) already compares it with the

@@ -250,7 +250,11 @@ SCALING = rule(
     "Per-module rank/alpha patterns ignored by this engine",
     "warning",
     ["scaling_mismatch"],
-    "rank_pattern/alpha_pattern are ignored by LoRAX and TGI, so the modules they cover are scaled wrongly.",
+    """
+    rank_pattern/alpha_pattern give some modules their own r or lora_alpha. vLLM reads neither (its
+    PEFTHelper keeps r and lora_alpha only), LoRAX and TGI ignore them: the adapter loads, and each module
+    the patterns cover is scaled by the global alpha/r instead of its own — different outputs, no error.
+    """,
     "Serve with vLLM, or retrain with a uniform r/lora_alpha.",
 )
 ROUTE_UNSERVED = rule(
@@ -277,6 +281,53 @@ ROUTE_TO_BASE = rule(
     as if it did not exist, with no error anywhere.
     """,
     "Send the name to the adapter's route (e.g. hosted_vllm/<adapter route>), not to the base model.",
+)
+RSLORA_IGNORED = rule(
+    "SRV027",
+    "Engine ignores rsLoRA scaling: the served update is off by √r",
+    "error",
+    ["scaling_mismatch", "runtime_incompatible"],
+    """
+    With use_rslora PEFT scales the update by lora_alpha/√r. Engines that predate rsLoRA support apply
+    lora_alpha/r, so the adapter loads without an error and every adapted layer's update is √r times too
+    small (r = 16: 4×): outputs drift toward the base model (vllm#6909, lorax#299).
+    """,
+    "Upgrade the engine (see docs/engine-features.md), or fold the scale into lora_B / retrain without rsLoRA.",
+)
+NON_LORA_TYPE = rule(
+    "SRV028",
+    "Adapter is not a LoRA adapter (IA3, LoHa, LoKr, AdaLoRA, …)",
+    "error",
+    ["runtime_incompatible"],
+    """
+    vLLM, TGI, LoRAX and SGLang serve LoRA adapters only (peft_type LORA). Other PEFT types save other
+    tensors (ia3_l, hada_w1_a, lokr_w1, lora_E) that the engine refuses as unsupported LoRA weights.
+    """,
+    "Merge the adapter into the base (merge_and_unload) and serve the merged model, or retrain as LoRA.",
+)
+MOE_EXPERTS = rule(
+    "SRV029",
+    "Adapter trains MoE expert modules this engine version cannot serve faithfully",
+    "error",
+    ["runtime_incompatible"],
+    """
+    LoRA on fused MoE experts arrived late: vLLM refused expert weights before its FusedMoE LoRA support
+    (vllm#21229), then read PEFT's expert lora_B in the wrong order until vllm#31534 ("0 of 100 outputs
+    matched" before the fix). TGI and LoRAX ignore modules they have no LoRA layer for.
+    """,
+    "Serve with a vLLM release that has both fixes, or merge the adapter and serve the merged model.",
+)
+REGEX_TARGETS = rule(
+    "SRV030",
+    "Engine cannot serve a string (regex) target_modules",
+    "error",
+    ["runtime_incompatible", "target_module_missing"],
+    """
+    PEFT accepts target_modules as a regex string (or 'all-linear'). SGLang sizes its LoRA buffers from
+    target_modules and treats a string as a list of characters, so such an adapter is rejected at launch
+    (verl#7288, SGLang 0.5.8).
+    """,
+    "List the module names in target_modules (or pass --lora-target-modules explicitly to SGLang).",
 )
 
 RULES = (
@@ -306,4 +357,8 @@ RULES = (
     SCALING,
     ROUTE_UNSERVED,
     ROUTE_TO_BASE,
+    RSLORA_IGNORED,
+    NON_LORA_TYPE,
+    MOE_EXPERTS,
+    REGEX_TARGETS,
 )
