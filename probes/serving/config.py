@@ -271,7 +271,7 @@ def _parse_sglang_lora(server: Server, item: Any, line: int) -> None:
     s = str(item).strip()
     if s.startswith("{"):
         try:
-            obj = json.loads(s)
+            obj = loads_json(s)
         except ValueError:
             server.problems.append(_problem("invalid_adapter_spec", f"lora-paths item {s!r} is not valid JSON", line))
             return
@@ -745,7 +745,7 @@ def _build_dockerfile(
         )
         return None
     try:
-        text = path.read_text(encoding="utf-8")[:1_000_000]
+        text = read_text_capped(path, 1_000_000)
     except (OSError, UnicodeDecodeError) as exc:
         problems.append(_problem("unparseable", f"build Dockerfile {path.name} cannot be read: {exc}", line))
         return None
