@@ -38,6 +38,16 @@ Facts (artifact.facts; `adapter_facts(path)` returns the same dict) — stable n
     layers              [{module, layer, path, r, update_norm, effective_rank, rank90}, …]
     base                (when a base config.json is found) model_type, architecture, hidden, …, found_by
     scan_seconds        {header, tensors, sha256, total}
+
+Base structure and PEFT's module matching (for other probes, e.g. serving's silent-no-op checks):
+
+    architecture_for(config_json) -> Architecture | None   (arch.py: declarative table per model_type;
+        Architecture.modules {full path: Spec(kind, in_features, out_features, layer, experts)},
+        .locate(saved_path) -> Spec, .linear_paths() = what all-linear expands to)
+    match_targets(adapter_config, arch) -> Matching          (matching.py: peft's own rules;
+        Matching.targets {base path: Target(spec, saved_path, r, alpha, scale)}, .by_saved_path,
+        .modules_to_save, .unmatched_entries, .unsupported)
+    compat.resolve(scan.modules, config, arch)               (saved tensors → the base module they sit on)
 """
 
 from typing import Any
@@ -54,6 +64,10 @@ _LAZY = {
     "read_header": "safetensors_io",
     "sha256_file": "safetensors_io",
     "scan_adapter": "scan",
+    "architecture_for": "arch",
+    "Architecture": "arch",
+    "match_targets": "matching",
+    "Matching": "matching",
 }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from doctor.manifest import resolve
 from doctor.safeio import loads_json, read_text_capped
+from probes.adapter.arch import ADAPTABLE, architecture_for
 
 # Model types whose decoder blocks use the Llama module names and shapes.
 LLAMA_LIKE = {
@@ -23,12 +24,19 @@ def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def read_base_config(path: Path) -> dict[str, Any] | None:
+def read_config_json(path: Path) -> dict[str, Any] | None:
+    """config.json as written (a VLM keeps its text_config nested); None when unreadable."""
     try:
         cfg = loads_json(read_text_capped(path, 4_000_000))
     except (OSError, ValueError):
         return None
-    return _text_config(cfg) if isinstance(cfg, dict) else None
+    return cfg if isinstance(cfg, dict) else None
+
+
+def read_base_config(path: Path) -> dict[str, Any] | None:
+    """config.json with a VLM's text_config lifted to the top (the text tower's numbers)."""
+    cfg = read_config_json(path)
+    return _text_config(cfg) if cfg is not None else None
 
 
 def find_base_config(adapter_dir: Path, rollout: Any, name_or_path: str | None) -> tuple[Path | None, str]:
@@ -72,7 +80,8 @@ def _same(a: Path, b: Path) -> bool:
 
 def base_dims(cfg: dict[str, Any]) -> dict[str, Any]:
     """Normalized numbers: model_type, architecture, hidden, intermediate, heads, kv_heads, head_dim,
-    layers, vocab, and `modules` {name: (in, out)} for the architectures whose names we know."""
+    layers, vocab, and `modules` {short name: (in, out)} for the architectures in probes/adapter/arch.py
+    (the first layer's modules; MoE expert parameters are left out, see `architecture_for` for those)."""
 
     def num(*keys: str) -> int | None:
         for k in keys:
@@ -99,7 +108,12 @@ def base_dims(cfg: dict[str, Any]) -> dict[str, Any]:
         "vocab": num("vocab_size"),
         "modules": {},
     }
-    if out["model_type"] in LLAMA_LIKE and hidden and heads and head_dim and inter:
+    arch = architecture_for(cfg)
+    if arch is not None:
+        for spec in arch.modules.values():
+            if spec.kind in ADAPTABLE and (spec.layer in (None, 0) or spec.name not in out["modules"]):
+                out["modules"].setdefault(spec.name, (spec.in_features, spec.out_features))
+    elif out["model_type"] in LLAMA_LIKE and hidden and heads and head_dim and inter:
         out["modules"] = {
             "q_proj": (hidden, heads * head_dim),
             "k_proj": (hidden, kv * head_dim),

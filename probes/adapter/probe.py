@@ -12,12 +12,13 @@ from typing import Any
 from doctor.model import Artifact, Finding, Severity
 from doctor.probe import Probe, ProbeContext
 from doctor.safeio import require_readable
-from probes.adapter.base import LLAMA_MODULES, base_dims, find_base_config, read_base_config
+from probes.adapter.arch import architecture_for
+from probes.adapter.base import base_dims, find_base_config, read_base_config, read_config_json
+from probes.adapter.compat import base_findings
 from probes.adapter.peft_config import targets_module
 from probes.adapter.rules import (
     BAD_CONFIG,
     BASE_NAME,
-    BASE_NAMES,
     BASE_SHAPES,
     DEAD,
     DORA,
@@ -456,44 +457,29 @@ def base_checks(sc: Scan, ctx: ProbeContext, artifact: Artifact) -> list[Finding
     if base is None:
         return out
     d = base_dims(base)
-    artifact.facts["base"] = {k: v for k, v in d.items() if k != "modules"} | {"config": str(cfg_path), "found_by": how}
+    raw_cfg = read_config_json(cfg_path) or base
+    arch = architecture_for(raw_cfg)
+    artifact.facts["base"] = {k: v for k, v in d.items() if k != "modules"} | {
+        "config": str(cfg_path),
+        "found_by": how,
+        "family": arch.family if arch else None,
+    }
     where = f"base {d['architecture'] or d['model_type']} ({how})"
-    mods = d["modules"]
-    shape_bad: list[str] = []
-    for m in sorted(sc.modules.values(), key=lambda m: (m.layer or 0, m.path)):
-        exp = mods.get(m.target)
-        a, b = m.tensors.get("A"), m.tensors.get("B")
-        if exp and a and b and len(sc.tensors[a].shape) == 2 and len(sc.tensors[b].shape) == 2:
-            got = (sc.tensors[a].shape[1], sc.tensors[b].shape[0])
-            if got != exp:
-                shape_bad.append(f"{m.path} is {got[0]}→{got[1]}, base has {exp[0]}→{exp[1]}")
-        ea, eb = m.tensors.get("emb_A"), m.tensors.get("emb_B")
-        if ea and d["vocab"] and len(sc.tensors[ea].shape) == 2 and sc.tensors[ea].shape[1] != d["vocab"]:
-            shape_bad.append(
-                f"{m.path} lora_embedding_A covers {sc.tensors[ea].shape[1]} tokens, base vocab_size is {d['vocab']}"
-            )
-        if eb and d["hidden"] and len(sc.tensors[eb].shape) == 2 and sc.tensors[eb].shape[0] != d["hidden"]:
-            shape_bad.append(
-                f"{m.path} lora_embedding_B has {sc.tensors[eb].shape[0]} rows, base hidden_size is {d['hidden']}"
-            )
-    if shape_bad:
-        out.append(
-            BASE_SHAPES.finding(
-                sc.weights,
-                f"{len(shape_bad)} modules do not fit {where}: {_list(shape_bad, 3)}",
-                locator=shape_bad[0].split(" ")[0],
-                evidence={"mismatches": shape_bad[:50], "hidden": d["hidden"], "intermediate": d["intermediate"]},
-            )
-        )
+    out += base_findings(sc, raw_cfg, arch, where)
+    if sc.resolved is not None:
+        artifact.facts["base"].update(module_share(sc))
     n_layers = d["layers"]
     if n_layers:
         beyond = sorted({m.layer for m in sc.modules.values() if m.layer is not None and m.layer >= n_layers})
+        if sc.resolved is not None:
+            beyond = sorted({m.layer for p, m in sc.modules.items() if p in sc.resolved.beyond and m.layer is not None})
         if beyond:
+            first = next(m for m in sc.modules.values() if m.layer == beyond[0])
             out.append(
                 BASE_SHAPES.finding(
                     sc.weights,
-                    f"weights for layers {beyond[:10]} but {where} has num_hidden_layers = {n_layers} (indices "
-                    f"0–{n_layers - 1})",
+                    f"weights for layers {beyond[:10]} (e.g. {next(iter(first.tensors.values()))}) but {where} "
+                    f"has num_hidden_layers = {n_layers} (indices 0–{n_layers - 1})",
                     locator=f"layers.{beyond[0]}",
                 )
             )
@@ -503,30 +489,26 @@ def base_checks(sc: Scan, ctx: ProbeContext, artifact: Artifact) -> list[Finding
                 out.append(
                     BASE_SHAPES.finding(
                         sc.weights,
-                        f"{key} has {rows} rows but {where} has vocab_size = {d['vocab']} (resized vocabulary: "
-                        "servers drop or reject the added tokens)",
+                        f"{key} has {rows} rows but {where} has vocab_size = {d['vocab']}: PEFT fails with a size "
+                        f"mismatch unless the base's embeddings are resized to {rows} first (servers drop or "
+                        "reject the added tokens)",
                         locator=key,
-                        severity=Severity.WARNING,
                     )
                 )
-    if mods:
-        known = set(mods) | set(LLAMA_MODULES)
-        names = set(sc.facts.get("targets", []))
-        tm = cfg.target_modules if cfg else None
-        if isinstance(tm, list):
-            names |= set(tm)
-        alien = sorted(n for n in names if n not in known)
-        if alien:
-            out.append(
-                BASE_NAMES.finding(
-                    sc.config_path or sc.weights,
-                    f"{d['model_type']} has no modules named {_list(alien)}; its adaptable modules are "
-                    f"{', '.join(sorted(known))}",
-                    locator="/target_modules",
-                    evidence={"unknown": alien, "known": sorted(known)},
-                )
-            )
     return out
+
+
+def module_share(sc: Scan) -> dict[str, Any]:
+    """Targeted module share and counts for `doctor inspect` (facts["base"])."""
+    res = sc.resolved
+    done, total = res.matching.share(res.arch)
+    return {
+        "adapted_modules": done,
+        "linear_modules": total,
+        "module_share": round(done / total, 4) if total else None,
+        "adapted_parameters": sum(1 for t in res.matching.targets.values() if t.spec.kind == "param"),
+        "unmodelled_modules": len(res.unmodelled),
+    }
 
 
 def adapter_facts(path: Path | str, *, sha256: bool | None = True) -> dict[str, Any]:

@@ -180,10 +180,13 @@ BASE_NAMES = rule(
     "error",
     ["target_module_missing", "base_mismatch"],
     """
-    The adapter targets module names that do not exist in the base architecture (names from another
-    model family), so they cannot be applied to this base.
+    The adapter has weights for modules the base model does not have (names from another model
+    family, layers it lacks), or its target_modules match nothing in the base, matched the way PEFT
+    matches them (short names, full paths, a regex, all-linear, layers_to_transform, exclude_modules):
+    PEFT raises "Target modules … not found in the base model" or leaves those weights unloaded.
+    An entry of target_modules that matches no module while others do is a warning (PEFT ignores it).
     """,
-    "Retrain with the base's module names (Llama: q_proj k_proj v_proj o_proj gate_proj up_proj down_proj).",
+    "Serve the adapter with the base it was trained on, or retrain with the base's module names.",
 )
 BASE_NAME = rule(
     "ADP014",
@@ -198,7 +201,21 @@ BASE_NAME = rule(
     "Check which base the adapter was trained on; set base_model_name_or_path to it.",
 )
 
+BASE_UNKNOWN = rule(
+    "ADP015",
+    "Base architecture not in doctor's table",
+    "info",
+    [],
+    """
+    The base model's config.json has a model_type (or a VLM text_config.model_type) that doctor's
+    architecture table (probes/adapter/arch.py) does not describe, or lacks the dimensions it needs.
+    The checks that compare the adapter with the base's modules (ADP012 module shapes, ADP013 module
+    names, targeted module share) were skipped; layer count and vocabulary were still compared.
+    """,
+    "Nothing to fix in the adapter; check it against the base with PEFT (`PeftModel.from_pretrained`).",
+)
+
 RULES = (
     UNREADABLE, UNSAFE, BAD_CONFIG, INCONSISTENT, TARGET_MISSING, NON_FINITE, DEAD, OUTLIER,
-    UNDERUSED, SCALING, DORA, BASE_SHAPES, BASE_NAMES, BASE_NAME,
+    UNDERUSED, SCALING, DORA, BASE_SHAPES, BASE_NAMES, BASE_NAME, BASE_UNKNOWN,
 )  # fmt: skip

@@ -58,6 +58,7 @@ class Scan:
     sha256: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
+    resolved: Any = None  # compat.Resolved once the base is known
 
     def scale(self, module: str) -> float:
         s = self.config.scale_for(module) if self.config else None

@@ -1,0 +1,183 @@
+"""Adapter vs base model: every saved tensor resolved to the base module (or parameter) PEFT puts it on.
+
+`resolve(sc, arch)` pairs each saved module with a `Target` of `match_targets` (what PEFT adapts) or, when
+the config does not select it, with the base module at that path (`Architecture.locate`); `base_findings`
+turns what does not fit into ADP012 (shapes, layer count, vocabulary) and ADP013 (names) findings that
+name the tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from doctor.model import Finding, Severity
+from probes.adapter.arch import EMBEDDING, Architecture, Spec
+from probes.adapter.matching import Matching, Target, match_targets
+from probes.adapter.peft_config import SavedModule, layer_of
+from probes.adapter.rules import BASE_NAMES, BASE_SHAPES, BASE_UNKNOWN
+
+
+@dataclass
+class Resolved:
+    """Saved modules by how they relate to the base."""
+
+    arch: Architecture
+    matching: Matching
+    targets: dict[str, Target] = field(default_factory=dict)  # saved path → Target (config selects it)
+    unselected: dict[str, Spec] = field(default_factory=dict)  # saved path → base module the config skips
+    missing: list[str] = field(default_factory=list)  # saved paths the base lacks
+    unmodelled: list[str] = field(default_factory=list)  # a VLM's vision tower: not checked
+    beyond: list[str] = field(default_factory=list)  # in layers the base does not have
+
+
+def _norm(path: str) -> str:
+    return path[len("base_model.model.") :] if path.startswith("base_model.model.") else path
+
+
+def resolve(modules: dict[str, SavedModule], config: Any, arch: Architecture) -> Resolved:
+    m = match_targets(config, arch)
+    res = Resolved(arch, m)
+    # Saved paths may carry another prefix than the causal LM (AutoModel, a classification head): map by spec.
+    by_spec = {id(t.spec): t for t in m.targets.values()}
+    for path in modules:
+        t = m.by_saved_path.get(path)
+        if t is None:
+            spec = arch.locate(path)
+            t = by_spec.get(id(spec)) if spec is not None else None
+            if t is None and spec is None and path.endswith(".base_layer"):
+                t = _param_chain(path, m, arch)
+            if t is None:
+                if spec is not None:
+                    res.unselected[path] = spec
+                elif arch.is_unmodelled(path):
+                    res.unmodelled.append(path)
+                elif (layer := layer_of(path)) is not None and arch.num_layers and layer >= arch.num_layers:
+                    res.beyond.append(path)  # the layer-count finding says it
+                else:
+                    res.missing.append(path)
+                continue
+        res.targets[path] = t
+    return res
+
+
+def _param_chain(path: str, m: Matching, arch: Architecture) -> Target | None:
+    """A ParamWrapper chain under another prefix: match by (layer, path inside the layer)."""
+    owner = path
+    depth = 0
+    while owner.endswith(".base_layer"):
+        owner, depth = owner[: -len(".base_layer")], depth + 1
+    spec = arch.locate(owner)
+    if spec is None:
+        return None
+    want = spec.path + ".base_layer" * depth
+    return m.by_saved_path.get(want)
+
+
+def _shape(sc: Any, key: str | None) -> tuple[int, ...] | None:
+    if key is None:
+        return None
+    t = sc.tensors.get(key)
+    return tuple(t.shape) if t is not None else None
+
+
+def _list(items: list[str], n: int = 3) -> str:
+    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+def shape_problems(sc: Any, res: Resolved) -> list[tuple[str, str]]:
+    """(tensor key, what does not fit) for every LoRA factor whose in/out side differs from its base module.
+    The rank side is ADP004's business (config vs weights), so only the base-facing dimension is compared."""
+    out: list[tuple[str, str]] = []
+    pairs: list[tuple[str, Spec, int]] = [(p, t.spec, t.spec.experts) for p, t in res.targets.items()]
+    pairs += [(p, s, s.experts) for p, s in res.unselected.items()]
+    for path, spec, _experts in pairs:
+        roles = sc.modules[path].tensors
+        if spec.kind == EMBEDDING:
+            a, b = _shape(sc, roles.get("emb_A")), _shape(sc, roles.get("emb_B"))
+            if a and len(a) == 2 and a[1] != spec.in_features:
+                out.append((roles["emb_A"], f"covers {a[1]} tokens, base {spec.path} has {spec.in_features}"))
+            if b and len(b) == 2 and b[0] != spec.out_features:
+                out.append((roles["emb_B"], f"has {b[0]} rows, base {spec.path} is {spec.out_features} wide"))
+            a, b = _shape(sc, roles.get("A")), _shape(sc, roles.get("B"))
+        else:
+            a, b = _shape(sc, roles.get("A")), _shape(sc, roles.get("B"))
+        if a and b and len(a) == 2 and len(b) == 2:
+            got = (a[1], b[0])
+            exp = (spec.in_features, spec.out_features)
+            if spec.kind == EMBEDDING:
+                continue
+            if got != exp:
+                out.append((roles["A"], f"{path} is {got[0]}→{got[1]}, base has {exp[0]}→{exp[1]}"))
+        mag = _shape(sc, roles.get("magnitude"))
+        if mag and spec.kind != EMBEDDING and mag[-1] != spec.out_features and mag[0] != spec.out_features:
+            out.append((roles["magnitude"], f"DoRA magnitude has {mag[0]} entries, base {spec.path} has "
+                                            f"{spec.out_features} outputs"))  # fmt: skip
+    return out
+
+
+def base_findings(sc: Any, base_cfg: dict[str, Any], arch: Architecture | None, where: str) -> list[Finding]:
+    """ADP012/013/015 for one adapter against one base config."""
+    out: list[Finding] = []
+    weights: Path = sc.weights
+    cfg_path = sc.config_path or weights
+    if arch is None:
+        mt = base_cfg.get("model_type") or (base_cfg.get("text_config") or {}).get("model_type")
+        out.append(
+            BASE_UNKNOWN.finding(
+                cfg_path,
+                f"{where}: model_type {mt!r} is not in doctor's architecture table; module names and shapes "
+                "were not compared with the base (layer count and vocabulary were)",
+                locator="/base_model_name_or_path",
+            )
+        )
+        return out
+    res = resolve(sc.modules, sc.config if sc.config is not None else {}, arch)
+    sc.resolved = res
+    bad = shape_problems(sc, res)
+    if bad:
+        out.append(
+            BASE_SHAPES.finding(
+                weights,
+                f"{len(bad)} tensors do not fit {where}: " + _list([f"{k}: {msg}" for k, msg in bad]),
+                locator=bad[0][0],
+                evidence={"mismatches": [f"{k}: {msg}" for k, msg in bad[:50]], "hidden": arch.hidden},
+            )
+        )
+    if res.missing:
+        keys = [next(iter(sc.modules[p].tensors.values())) for p in res.missing]
+        names = sorted({p.rsplit(".", 1)[-1] for p in res.missing})
+        out.append(
+            BASE_NAMES.finding(
+                weights,
+                f"{len(res.missing)} adapted modules do not exist in {where} ({_list(names, 5)}): "
+                f"{_list(keys)}; its adaptable modules are {_list(sorted(arch.module_names()), 12)}",
+                locator=keys[0],
+                evidence={"missing": res.missing[:100], "known": sorted(arch.module_names())},
+            )
+        )
+    m = res.matching
+    tm = sc.config.target_modules if sc.config is not None else None
+    has_params = bool(sc.config is not None and sc.config.get("target_parameters"))
+    if sc.config is not None and (tm is not None or has_params) and m.nothing_matched and not m.modules_to_save:
+        out.append(
+            BASE_NAMES.finding(
+                cfg_path,
+                f"target_modules {tm!r} matches no module of {where}: PEFT raises 'Target modules … not found "
+                "in the base model'",
+                locator="/target_modules",
+            )
+        )
+    elif m.unmatched_entries:
+        out.append(
+            BASE_NAMES.finding(
+                cfg_path,
+                f"target_modules entries {_list(m.unmatched_entries, 5)} match no module of {where} (PEFT "
+                f"ignores them); its adaptable modules are {_list(sorted(arch.module_names()), 12)}",
+                locator="/target_modules",
+                severity=Severity.WARNING,
+                evidence={"unknown": m.unmatched_entries, "known": sorted(arch.module_names())},
+            )
+        )
+    return out
