@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     p.add_argument("--config", type=Path)
     p.add_argument("--interval", type=float, default=0.25, help="poll interval in seconds")
+    p.add_argument("--fail-on", choices=("error", "warning", "info", "never"), help="exit 1 on Ctrl-C if a finding")
 
     for name, mod in _EXTRA_COMMANDS.items():
         try:
@@ -220,11 +221,20 @@ def cmd_watch(args: argparse.Namespace) -> int:
     for p in args.paths:
         if not p.exists():
             raise CliError(f"{p}: no such file or directory")
+    from doctor.model import fail_rank
+
+    settings = _settings(args)
+    if args.fail_on:
+        settings.fail_on = args.fail_on
+    gate, failing = fail_rank(settings.fail_on), []
     try:
-        run_watch(args.paths, _settings(args), interval=args.interval)
+        run_watch(
+            args.paths, settings, interval=args.interval, on_finding=lambda f: failing.append(f.severity.rank >= gate)
+        )
     except KeyboardInterrupt:
         pass
-    return EXIT_OK
+    # Stopped (Ctrl-C) or done: exit as `check` would on what was reported.
+    return EXIT_FINDINGS if any(failing) else EXIT_OK
 
 
 _COMMANDS = {"check": cmd_check, "inspect": cmd_inspect, "rules": cmd_rules, "explain": cmd_explain, "watch": cmd_watch}

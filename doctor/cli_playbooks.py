@@ -1,4 +1,4 @@
-"""`doctor playbooks validate|show NAME`."""
+"""`doctor playbooks list|validate|show NAME`."""
 
 from __future__ import annotations
 
@@ -9,12 +9,19 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="validate playbooks or draw one as a tree")
     verbs = p.add_subparsers(dest="verb", metavar="VERB", required=True)
+    li = verbs.add_parser("list", help="list the playbooks: name, title, nodes, leaves")
+    li.add_argument("--dir", type=Path, help="playbook folder (default: the shipped playbooks)")
     v = verbs.add_parser("validate", help="load and validate every playbook")
     v.add_argument("--dir", type=Path, help="playbook folder (default: the shipped playbooks)")
     s = verbs.add_parser("show", help="draw a playbook's tree")
     s.add_argument("name")
     s.add_argument("--dir", type=Path)
     p.set_defaults(handler=run)
+
+
+def _count(n: int, noun: str) -> str:
+    plural = "leaves" if noun == "leaf" else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,6 +34,15 @@ def run(args: argparse.Namespace) -> int:
         books = load_all(directory, rule_ids={r.id for r in rule_registry()})
     except PlaybookError as exc:
         raise CliError(str(exc)) from None
+    if args.verb == "list":
+        from doctor.playbook import node_kind
+
+        width = max((len(n) for n in books), default=0)
+        for name, pb in books.items():
+            leaves = sum(1 for node in pb.nodes.values() if node_kind(node) == "leaf")
+            print(f"{name:<{width}}  {pb.title}  ({_count(len(pb.nodes), 'node')}, {_count(leaves, 'leaf')})")
+        print(f"\n{_count(len(books), 'playbook')} in {directory}. `doctor playbooks show NAME` draws one.")
+        return 0
     if args.verb == "validate":
         for name, pb in books.items():
             print(f"✓ {name}: {len(pb.nodes)} nodes ({pb.path})")

@@ -34,6 +34,8 @@ class ProbeContext:
     rollout: Rollout
     # Set by a caller that wants to stop a long scan (the TUI's worker); probes may poll it.
     cancelled: Any = None
+    # Per-rollout scratch space for probes that fold findings of several artifacts into one.
+    shared: dict[str, Any] = field(default_factory=dict)
 
     def param(self, rule: Rule, name: str) -> Any:
         """A rule's tunable number: the settings' override, else the rule's default."""

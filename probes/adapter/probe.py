@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 from collections.abc import Iterable
 from pathlib import Path
@@ -79,7 +80,7 @@ class AdapterProbe(Probe):
         out += non_finite(sc)
         out += dead(sc, ctx)
         out += outliers(sc, ctx)
-        out += underused(sc, ctx)
+        out += _once_per_run(underused(sc, ctx), artifact.path, ctx)
         out += scaling(sc, ctx)
         out += dora(sc)
         out += base_checks(sc, ctx, artifact)
@@ -319,6 +320,24 @@ def underused(sc: Scan, ctx: ProbeContext) -> list[Finding]:
             },
         )
     ]
+
+
+def _once_per_run(found: list[Finding], folder: Path, ctx: ProbeContext) -> list[Finding]:
+    """ADP009 once per training run: checkpoint-N folders (and the final adapter beside them) fold into
+    the first finding, which lists them all, instead of one copy per checkpoint."""
+    if not found:
+        return found
+    run = folder.parent if re.fullmatch(r"checkpoint-\d+", folder.name) else folder
+    first = ctx.shared.setdefault("adp009", {}).get(run)
+    entry = {"path": folder.name, "median_rank": found[0].evidence.get("median_rank"), "r": found[0].evidence.get("r")}
+    if first is None:
+        found[0].evidence["checkpoints"] = [entry]
+        ctx.shared["adp009"][run] = found[0]
+        return found
+    first.evidence["checkpoints"].append(entry)
+    names = [c["path"] for c in first.evidence["checkpoints"]]
+    first.message = first.message.split(" — in ")[0] + f" — in {len(names)} checkpoints: {', '.join(names)}"
+    return []
 
 
 def scaling(sc: Scan, ctx: ProbeContext) -> list[Finding]:
