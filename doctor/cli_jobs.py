@@ -536,7 +536,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
         events = store.events(job.id, after_seq=seq)
         for e in events:
             print(json.dumps(e, default=str) if args.format == "json" else _event_line(e), flush=True)
-            seq = e["seq"]
+            seq = max(seq, e["seq"])  # printed in time order; the next poll starts after the newest
         if not args.follow or store.get(job.id).done:
             if args.follow:
                 for e in store.events(job.id, after_seq=seq):

@@ -37,13 +37,16 @@ def load_model(base_model: Path, adapter: Path | None = None, quantization: dict
     """Base (optionally 4-bit via bitsandbytes) plus an optional LoRA adapter, in eval mode."""
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"use_safetensors": True}  # never unpickle a .bin
     if quantization:
         kwargs["quantization_config"] = bnb_config(quantization)
     model = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
     if adapter is not None:
         from peft import PeftModel
 
+        # PEFT falls back to adapter_model.bin (torch.load) on its own: refuse that before it can.
+        if not (Path(adapter) / "adapter_model.safetensors").is_file():
+            raise ValueError(f"{adapter}: no adapter_model.safetensors (jobs never load a pickled .bin adapter)")
         model = PeftModel.from_pretrained(model, adapter)
     return model.eval()
 

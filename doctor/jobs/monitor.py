@@ -48,6 +48,8 @@ class _Recorder:
         self.last: dict[str, dict[str, Any]] = {}
 
     def add(self, event: dict[str, Any]) -> None:
+        # Stamped on arrival (the worker stamps its own): a batched write must not date it at the flush.
+        event.setdefault("ts", time.time())
         kind = event.get("event", "log")
         self.last[kind] = event
         if kind == "progress":
@@ -252,24 +254,30 @@ def _registry_path(root: Path) -> Path:
 
 
 def _next_version(root: Path, name: str, registry: Path) -> int:
+    """One more than any version the registry, the manifest or the adapters folder knows. A registry or
+    manifest that cannot be read is an error, never "no versions yet": that would reuse a number."""
     versions = [0]
     if registry.is_file():
-        try:
-            from probes.registry.store import load
+        from probes.registry.store import load
 
-            versions += [e["version"] for e in load(registry).versions(name) if isinstance(e.get("version"), int)]
-        except Exception:
-            pass
-    try:
+        try:
+            entries = load(registry).versions(name)
+        except Exception as exc:
+            raise RuntimeError(
+                f"cannot number the new {name} version: {registry} could not be read ({type(exc).__name__}: {exc})"
+            ) from exc
+        versions += [e["version"] for e in entries if isinstance(e.get("version"), int)]
+    manifest = root / "rollout.toml"
+    if manifest.is_file():
         from doctor.manifest import read_manifest
 
-        versions += [
-            int(a.get("version", 0))
-            for a in read_manifest(root / "rollout.toml").get("adapters", [])
-            if a.get("name") == name
-        ]
-    except Exception:
-        pass
+        try:
+            adapters = read_manifest(manifest).get("adapters", [])
+            versions += [int(a.get("version", 0)) for a in adapters if a.get("name") == name]
+        except Exception as exc:
+            raise RuntimeError(
+                f"cannot number the new {name} version: {manifest} could not be read ({type(exc).__name__}: {exc})"
+            ) from exc
     v = max(versions) + 1
     while (root / "adapters" / f"{name}-v{v}").exists():
         v += 1

@@ -175,20 +175,37 @@ def device_key(spec: dict[str, Any], gpus: list[Gpu] | None = None) -> str:
     return f"cuda{gpus[0].index}" if gpus else "cpu"
 
 
-def lock_dir(rollout_root: Path) -> Path:
-    """DOCTOR_LOCK_DIR (a per-machine folder shared by every rollout) or `<rollout>/.doctor/locks`."""
+MACHINE_LOCK_DIR = "peft-doctor-locks"
+
+
+def lock_dir(rollout_root: Path, device: str = "cpu") -> Path:
+    """Where a device's lock lives. A GPU is one per machine, whichever rollout a job comes from: its lock
+    is in a machine-wide folder (DOCTOR_LOCK_DIR, else `<tmp>/peft-doctor-locks`). The CPU can run jobs of
+    different rollouts side by side; its lock stays per rollout (`<rollout>/.doctor/locks`)."""
     env = os.environ.get("DOCTOR_LOCK_DIR")
-    return Path(env) if env else Path(rollout_root) / ".doctor" / "locks"
+    if env:
+        return Path(env)
+    if device == "cpu":
+        return Path(rollout_root) / ".doctor" / "locks"
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / MACHINE_LOCK_DIR
 
 
 def acquire_device_lock(rollout_root: Path, device: str, job_id: str) -> int:
     """An fcntl lock on `<lock dir>/<device>.lock`; returns the fd (the lock lives while it is open)."""
     import fcntl
 
-    folder = lock_dir(rollout_root)
+    folder = lock_dir(rollout_root, device)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{device}.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if device != "cpu" and not os.environ.get("DOCTOR_LOCK_DIR"):
+        try:  # the machine-wide folder is shared by every user of the GPU
+            folder.chmod(0o1777)
+            os.fchmod(fd, 0o666)
+        except OSError:
+            pass
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -103,6 +103,14 @@ def validate_spec(spec: dict[str, Any], base_dir: Path | None = None) -> dict[st
         raise SpecError(f"rollout {s['rollout']}: no such folder")
     if not (Path(s["base_model"]) / "config.json").is_file():
         raise SpecError(f"base_model {s['base_model']}: no config.json there (a model folder is expected)")
+    base = Path(s["base_model"])
+    pickles = sorted(p.name for p in (*base.glob("*.bin"), *base.glob("*.pt")))
+    if pickles and not any(base.glob("*.safetensors")):
+        raise SpecError(
+            f"base_model {base}: only {', '.join(pickles)} (pickled weights, which can run code when loaded); "
+            "jobs load safetensors only — convert it once where you trust it: "
+            "`AutoModelForCausalLM.from_pretrained(path).save_pretrained(path, safe_serialization=True)`"
+        )
     device = s.setdefault("device", "auto")
     if device not in DEVICES:
         raise SpecError(f"device {device!r}: expected one of {', '.join(DEVICES)}")

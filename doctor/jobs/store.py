@@ -256,12 +256,13 @@ class JobStore:
             return c.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE job_id = ?", (job_id,)).fetchone()[0]
 
     def events(self, job_id: str, after_seq: int = 0) -> list[dict[str, Any]]:
-        """Events after `after_seq`, oldest first; each dict has `seq`, `ts`, `event` and its fields."""
+        """Events after `after_seq` in time order (several writers batch theirs: sequence numbers are arrival
+        order at the store, not time order); each dict has `seq`, `ts`, `event` and its fields."""
         if not self.exists:
             return []
         with self._conn() as c:
             rows = c.execute(
-                "SELECT seq, ts, data FROM events WHERE job_id = ? AND seq > ? ORDER BY seq", (job_id, after_seq)
+                "SELECT seq, ts, data FROM events WHERE job_id = ? AND seq > ? ORDER BY ts, seq", (job_id, after_seq)
             ).fetchall()
         out = []
         for r in rows:

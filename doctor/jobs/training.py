@@ -93,10 +93,12 @@ def build_model(
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantization:
-        model = AutoModelForCausalLM.from_pretrained(base_model, quantization_config=bnb_config(quantization))
+        model = AutoModelForCausalLM.from_pretrained(
+            base_model, quantization_config=bnb_config(quantization), use_safetensors=True
+        )
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     else:
-        model = AutoModelForCausalLM.from_pretrained(base_model)
+        model = AutoModelForCausalLM.from_pretrained(base_model, use_safetensors=True)  # never unpickle a .bin
     model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
     if base_model_name:
         # Servers and registries name the base, not a local path: record that name in adapter_config.json.
