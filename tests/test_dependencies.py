@@ -12,7 +12,13 @@ from pathlib import Path
 from tests.conftest import REPO
 
 # Import name → distribution name, where they differ.
-DIST = {"yaml": "pyyaml", "textual_plotext": "textual-plotext", "google": "protobuf", "lxml": "lxml"}
+DIST = {
+    "yaml": "pyyaml",
+    "ruamel": "ruamel.yaml",
+    "textual_plotext": "textual-plotext",
+    "google": "protobuf",
+    "lxml": "lxml",
+}
 
 
 def _declared(items: list[str]) -> set[str]:

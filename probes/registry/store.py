@@ -17,7 +17,8 @@ entry = add_version(Path("registry.yaml"), {"name": "support-bot", "path": "adap
 Statuses: candidate (registered, not yet served) · canary (serving a share of traffic; at most one per
 adapter name) · active · rejected (failed its gate: never served, never a rollback target) · retired.
 A new canary retires the previous canary of its name (or rejects it when the caller knows it is broken).
-Unknown top-level and per-entry keys survive a rewrite (comments do not: YAML has no round-trip here).
+Unknown top-level and per-entry keys survive a rewrite, and so do the user's comments, key order and
+quoting: a rewrite of an existing file is a round trip through ruamel.yaml (`dump(data, original_text)`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,15 +154,70 @@ def validate(reg: Registry) -> list[dict[str, Any]]:
     return out
 
 
-def dump(data: dict[str, Any]) -> str:
+def dump(data: dict[str, Any], original: str = "") -> str:
+    """YAML text for `data`. Given the file's current text, a round trip: the changes are merged into
+    the parsed original, so comments, key order and scalar styles the user wrote stay as they were."""
+    if original.strip():
+        try:
+            return _round_trip(data, original)
+        except Exception:  # ruamel rejected what pyyaml read: a plain dump still saves the data
+            pass
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
+def _round_trip(data: dict[str, Any], original: str) -> str:
+    import io
+
+    from ruamel.yaml import YAML  # lazy: only when a registry is rewritten
+
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 4096  # never re-wrap the user's long lines
+    rt.representer.add_representer(  # `rollback_to: null`, as the format documents it (ruamel writes nothing)
+        type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    nested = re.search(r"^([ \t]+)- ", original, re.M)  # `adapters:\n  - name:` style
+    if nested:
+        offset = len(nested.group(1))
+        rt.indent(mapping=2, sequence=offset + 2, offset=offset)
+    tree = rt.load(original)
+    if not isinstance(tree, dict):
+        raise ValueError("not a mapping")
+    _merge(tree, data)
+    buf = io.StringIO()
+    rt.dump(tree, buf)
+    return buf.getvalue()
+
+
+def _merge(node: Any, new: Any) -> Any:
+    """`node` (ruamel's commented tree) changed in place to equal `new`; returns what to store."""
+    if isinstance(node, dict) and isinstance(new, dict):
+        for k in [k for k in node if k not in new]:
+            del node[k]
+        for k, v in new.items():
+            node[k] = _merge(node[k], v) if k in node else v
+        return node
+    if isinstance(node, list) and isinstance(new, list):
+        for i, v in enumerate(new):
+            if i < len(node):
+                node[i] = _merge(node[i], v)
+            else:
+                node.append(v)
+        del node[len(new) :]
+        return node
+    # An unchanged scalar keeps its node (ruamel's str/int/float subclasses remember quotes and format).
+    try:
+        same = node == new and isinstance(node, type(new))
+    except Exception:
+        same = False
+    return node if same else new
 
 
 def save(reg: Registry, path: Path | None = None) -> Path:
     """Write atomically: a temp file in the target's folder, fsync, then os.replace over the target."""
     target = Path(path or reg.path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = dump(reg.data)
+    text = dump(reg.data, reg.text if target == reg.path else "")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
