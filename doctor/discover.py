@@ -61,6 +61,14 @@ _EVAL_METRIC_KEY = re.compile(
 )
 
 
+# eval outputs doctor scores or reads per item (see probes/eval_slices/readers/)
+_JUDGE_COLS = {"judge", "judgment", "judgement", "judge_model", "feedback", "rationale", "critique"}
+_PRED_COLS = {"prediction", "predicted", "pred", "model_output", "model_answer", "generated", "completion", "output"}
+_TARGET_COLS = {"target", "reference", "gold", "gold_answer", "answer", "label", "expected", "ground_truth"}
+_SUMMARY_NAME = re.compile(r'"(?:model|adapter|variant|run|model_name)"\s*:\s*"')
+_SUMMARY_METRICS = re.compile(r'"metrics"\s*:\s*\{')
+
+
 def _peek(path: Path, size: int = _PEEK) -> str:
     try:
         with path.open("rb") as fh:
@@ -134,6 +142,10 @@ def classify_file(path: Path) -> str | None:
             return "eval_table"
         if {"doc_id", "filter"} <= cols or ("doc_id" in cols and "target" in cols):
             return "eval_table"  # lm-evaluation-harness per-sample output
+        if (_JUDGE_COLS & cols) and ({"score", "scores", "rating", "ratings", "rubric"} & cols):
+            return "eval_table"  # per-item LLM-judge output (MT-Bench judgments, rubric scores)
+        if (_PRED_COLS & cols) and (_TARGET_COLS & cols) and not ({"score", "correct", "acc", "exact_match"} & cols):
+            return "eval_table"  # per-example predictions with targets and no score: doctor scores them
         if "slice" in cols and ({"prompt", "instruction", "input", "question"} & cols):
             return "eval_set"
         if ({"loss", "train/loss", "train_loss"} & cols) and ({"step", "current_steps", "global_step", "_step"} & cols):
@@ -143,6 +155,10 @@ def classify_file(path: Path) -> str | None:
         text = _peek(path, 4096)
         if '"results"' in text and ('"config"' in text or '"versions"' in text):
             return "eval_table"  # lm-evaluation-harness results JSON
+    if low.endswith(".json") and not low.startswith(("config", "adapter_config", "tokenizer", "generation_config")):
+        text = _peek(path)
+        if _SUMMARY_METRICS.search(text) and _SUMMARY_NAME.search(text):
+            return "eval_table"  # a summary of eval runs: model/adapter names with metrics dicts
     trainer_metrics = ("all_results.json", "eval_results.json", "predict_results.json", "test_results.json")
     if low in trainer_metrics and _EVAL_METRIC_KEY.search(_peek(path, 4096)):
         return "eval_table"  # HF Trainer / LLaMA-Factory metrics with eval_* / predict_* scores

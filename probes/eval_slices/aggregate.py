@@ -54,6 +54,7 @@ class AggMetric:
     higher_is_better: bool | None = None
     scale: float | None = 1.0  # 100 for BLEU/ROUGE points; None when unbounded (loss)
     key: str = ""  # JSON pointer of the value, for locators
+    variant: str | None = None  # the run it belongs to, in files holding several (None: the file's variant)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -162,7 +163,8 @@ def compare_aggregates(
             e["status"] = "regression"
         elif e["p_adj"] is not None and e["p_adj"] < alpha and -worse >= eff and worse < 0:
             e["status"] = "improvement"
-        elif bounded and e["mde"] is not None and e["mde"] > max_mde:
+        elif bounded and e["mde"] is not None and (e["mde"] > max_mde or abs(e["delta"]) >= min_effect):
+            # too noisy to see a drop that matters, or a difference that matters but n cannot confirm it
             e["status"] = "insufficient_samples"
         else:
             e["status"] = "ok"

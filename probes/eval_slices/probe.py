@@ -198,6 +198,21 @@ class EvalSlicesProbe(Probe):
         table = load(artifact.path, dv)
         artifact.facts.update(_facts(table))
         out = [_finding_for(p, artifact.path) for p in table.problems]
+        tol = float(ctx.param(R.SUMMARY_MISMATCH, "tolerance"))
+        for c in table.claims:
+            div = c.get("scale") or 1.0
+            gap = abs(c["stated"] - c["computed"]) / div
+            if gap > tol:
+                out.append(
+                    R.SUMMARY_MISMATCH.finding(
+                        artifact.path,
+                        f"{artifact.path.name}: {c['variant']} states {c['what']} = {c['stated']:.4g}, but the "
+                        f"{c['how']} it holds give {c['computed']:.4g} (gap {gap * 100:.1f} pts > "
+                        f"{tol * 100:.1f}); doctor compares the rows, not the stated field",
+                        locator=c["locator"],
+                        evidence=c,
+                    )
+                )
         if table.scored_by and table.usable:
             out.append(
                 R.SCORED_BY_DOCTOR.finding(
@@ -261,7 +276,8 @@ class EvalSlicesProbe(Probe):
                 out.extend(self._row_findings(row, art.path, base_path, opts, ctx, section))
         out.extend(self._suspicious(tables, table, base, ctx, art_of))
         per_slices = sorted({s for t in tables if t.usable for s in t.slices})
-        out.extend(self._coverage(rollout, [r for r in table if r.get("source") != "aggregate"], where, per_slices))
+        primary = [r for r in table if r.get("source") != "aggregate" and r.get("primary", True)]
+        out.extend(self._coverage(rollout, primary, where, per_slices))
         return out
 
     def _no_baseline(self, where: Path, names: list[str], explicit: str | None, plan: Any) -> Finding:
@@ -303,30 +319,35 @@ class EvalSlicesProbe(Probe):
         per_ex = [t for t in tables if t.usable]
         if not per_ex:
             return []
-        runs: list[tuple[str | None, list[EvalTable]]] = [(None, per_ex)]
+        runs: list[tuple[str | None, str | None, list[EvalTable]]] = [(None, None, per_ex)]
         for m in sorted({m for t in per_ex for m in t.metrics}):
-            copies = []
-            for t in per_ex:
-                if m in t.metrics:
-                    c = t.with_metric(m)
-                    art_of[id(c)] = art_of[id(t)]
-                    copies.append(c)
-            runs.append((m, copies))
+            runs.append((m, None, [self._copy(t, t.with_metric(m), art_of) for t in per_ex if m in t.metrics]))
+        for g in sorted({g for t in per_ex for g in t.groupings}):
+            runs.append((None, g, [self._copy(t, t.with_grouping(g), art_of) for t in per_ex if g in t.groupings]))
         rows = []
-        for metric, ts in runs:
+        for metric, grouping, ts in runs:
             pairing = pair(ts)
             if base not in pairing.variants or len(pairing.variants) < 2:
                 continue
             for row in compare(pairing, base, opts):
                 srcs = pairing.variants[row["variant"]].sources
                 row["metric"] = metric or ", ".join(sorted({t.metric for t in srcs}))
+                row["scale"] = next(
+                    (t.metric_scales[row["metric"]] for t in srcs if row["metric"] in t.metric_scales), 1.0
+                )
                 row["source"] = "per_example"
-                row["primary"] = metric is None
+                row["primary"] = metric is None and grouping is None
+                row["grouping"] = grouping
                 row["pairing"] = how
                 row["scored_by"] = "; ".join(sorted({t.scored_by for t in srcs if t.scored_by}))
                 row["_artifact"] = art_of[id(srcs[0])]
                 rows.append(row)
         return rows
+
+    @staticmethod
+    def _copy(t: EvalTable, c: EvalTable, art_of: dict[int, Artifact]) -> EvalTable:
+        art_of[id(c)] = art_of[id(t)]
+        return c
 
     def _aggregate_rows(
         self, tables: list[EvalTable], base: str, opts: Options, art_of: dict[int, Artifact], how: str
@@ -345,6 +366,8 @@ class EvalSlicesProbe(Probe):
             for t in by_var.get(v, []):
                 covered |= t.covers
                 for m in t.aggregates:
+                    if m.variant is not None and m.variant != v:
+                        continue
                     k = (m.task, m.metric)
                     if k not in seen or (seen[k].stderr is None and m.stderr is not None):
                         seen[k] = m
@@ -423,6 +446,14 @@ class EvalSlicesProbe(Probe):
         metric = f", metric {row['metric']}" if row.get("metric") and row["metric"] != "score" else ""
         scored = f"; rows scored by doctor: {row['scored_by']}" if row.get("scored_by") else ""
         primary = row.get("primary", True)  # further metrics of the same rows: slice findings only
+        scale = row.get("scale") or 1.0
+
+        def unit(x: float | None) -> str:  # the judge's own units (4.20/5) or a percentage
+            return _pc(x) if scale == 1.0 or x is None else f"{x * scale:.2f}/{scale:g}"
+
+        def dunit(x: float | None) -> str:
+            return _pts(x) if scale == 1.0 or x is None else f"{x * scale:+.2f}"
+
         # pairing
         if row["paired"] == 0:
             if not primary:
@@ -470,13 +501,13 @@ class EvalSlicesProbe(Probe):
         regressed = []
         for s in row["slices"]:
             loc = f"{v}:{s['slice']}" + ("" if primary else f":{row['metric']}")
-            ci = f"95% CI {_pts(s['ci_low'])} … {_pts(s['ci_high'])}"
+            ci = f"95% CI {dunit(s['ci_low'])} … {dunit(s['ci_high'])}"
             if s["status"] == "regression" and not s["safety"]:
                 regressed.append(s)
                 yield R.SLICE_REGRESSION.finding(
                     path,
-                    f"{v} vs {b} on slice {s['slice']}{metric}: {_pc(s['base'])} → {_pc(s['cand'])} "
-                    f"({_pts(s['delta'])}, {ci}, n={s['n']} paired, {s.get('test', 'paired test')} p={s['p']:.2g}, "
+                    f"{v} vs {b} on slice {s['slice']}{metric}: {unit(s['base'])} → {unit(s['cand'])} "
+                    f"({dunit(s['delta'])}, {ci}, n={s['n']} paired, {s.get('test', 'paired test')} p={s['p']:.2g}, "
                     f"{row['correction']}-adjusted p={s['p_adj']:.2g}){scored}",
                     locator=loc,
                     evidence={**common, "slice": s["slice"], "row": s},
@@ -553,9 +584,14 @@ class EvalSlicesProbe(Probe):
                 yield R.INSUFFICIENT.finding(
                     path,
                     f"{v} vs {b} on {e['task']}, metric {e['metric']}: observed {_dval(e, e['delta'])} "
-                    f"({_val(e, e['base'])} → {_val(e, e['cand'])}), but at this stderr ({n}) the minimum "
-                    f"detectable effect is {_dval(e, e['mde']).lstrip('+')} (> {opts.max_mde * 100:.0f} pts): "
-                    f"it cannot be judged either way ({row['test']})",
+                    f"({_val(e, e['base'])} → {_val(e, e['cand'])}, p={e['p']:.2g}), but at this stderr ({n}) "
+                    f"the minimum detectable effect is {_dval(e, e['mde']).lstrip('+')}"
+                    + (
+                        f" (> {opts.max_mde * 100:.0f} pts)"
+                        if e["mde"] > opts.max_mde
+                        else ": n is too small for a difference of this size"
+                    )
+                    + f"; it cannot be judged either way ({row['test']})",
                     locator=loc,
                     evidence={**common, "slice": e["slice"], "row": e},
                 )

@@ -70,6 +70,9 @@ class EvalTable:
     hint: dict[str, Any] = field(default_factory=dict)  # model / pretrained / peft the file records
     link: str = ""  # run key shared by files of one run (lm-eval timestamp), for pairing
     covers: set[tuple[str, str]] = field(default_factory=set)  # (task, metric) aggregates these rows supersede
+    groupings: dict[str, tuple[np.ndarray, list[str]]] = field(default_factory=dict)  # more slice columns
+    metric_scales: dict[str, float] = field(default_factory=dict)  # a metric's own range (judge 1..10 → 10)
+    claims: list[dict[str, Any]] = field(default_factory=list)  # stated vs recomputed numbers (summaries)
 
     @property
     def usable(self) -> bool:
@@ -84,6 +87,13 @@ class EvalTable:
         from dataclasses import replace
 
         return replace(self, score=self.metrics[name], metric=name)
+
+    def with_grouping(self, name: str) -> EvalTable:
+        """The same rows sliced by another slice column (`difficulty=hard`)."""
+        from dataclasses import replace
+
+        codes, names = self.groupings[name]
+        return replace(self, slice_codes=codes, slices=names)
 
     def variant_of_rows(self) -> list[tuple[str, np.ndarray | None]]:
         """(variant name, row mask or None for all rows) for every variant in the file."""

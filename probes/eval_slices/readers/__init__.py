@@ -15,7 +15,8 @@ from probes.eval_slices.tables import EvalTable, read_csv_like
 
 def read_table(path: Path, default_variant: str | None = None) -> EvalTable:
     """Read one eval file. `default_variant` names rows that carry no variant column."""
-    from probes.eval_slices.readers import llama_factory, lm_eval
+    from probes.eval_slices.readers import judge, llama_factory, lm_eval, predictions, summary
+    from probes.eval_slices.readers.records import first_keys
 
     low = path.name.lower()
     try:
@@ -30,12 +31,21 @@ def read_table(path: Path, default_variant: str | None = None) -> EvalTable:
         return llama_factory.read_predictions(path, default_variant)
     if low.endswith(".jsonl") and lm_eval.is_samples(path):
         return lm_eval.read_samples(path, default_variant)
+    if low.endswith(".json"):
+        return _named(summary.read(path), default_variant)
+    if low.endswith((".jsonl", ".csv", ".tsv")):
+        keys = first_keys(path)
+        if judge.looks_like(keys):
+            return judge.read(path, default_variant)
+        if predictions.looks_like(keys):
+            return predictions.read(path, default_variant)
     return read_csv_like(path, default_variant or path.stem)
 
 
 def _named(table: EvalTable, default_variant: str | None) -> EvalTable:
-    """An aggregate file the manifest names as the baseline takes the baseline's name."""
-    if default_variant:
+    """An aggregate file the manifest names as the baseline takes the baseline's name (a file holding
+    several named runs keeps its names)."""
+    if default_variant and len(table.variants) <= 1:
         table.variants = [default_variant]
         table.named_from = "manifest"
     return table
