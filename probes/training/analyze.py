@@ -13,6 +13,8 @@ import numpy as np
 from doctor.model import Finding
 from doctor.rules import DOC_UNREADABLE, Rule
 from probes.training import detectors as d
+from probes.training import detectors_rl as rl
+from probes.training import trainers
 from probes.training.rules import BY_KIND, PARTLY_UNREADABLE, STEP_ORDER, TOO_SHORT
 from probes.training.stats import downsample_idx
 
@@ -29,28 +31,53 @@ def _params(rule: Rule, param: Param) -> dict[str, Any]:
 
 
 def detect(s, recipe: dict[str, Any], param: Param = default_param) -> list[tuple[Rule, d.Detection]]:
-    """Every detector over the series; detectors needing history skip runs that are too short."""
+    """Every detector over the series; detectors needing history skip runs that are too short. The trainer
+    (recognised by its logged keys) decides which apply: an RL trainer's loss (GRPO, PPO) is no learning
+    signal (near 0 is normal), so the loss-shape detectors leave it to the reward/KL ones."""
     out: list[tuple[Rule, d.Detection]] = []
     P = {k: _params(r, param) for k, r in BY_KIND.items()}
-    out += [(BY_KIND["non_finite"], x) for x in d.non_finite(s, P["non_finite"])]
+    fam = trainers.family(getattr(s, "trainer", "sft"))
+
+    def add(kind: str, dets: list[d.Detection]) -> None:
+        out.extend((BY_KIND[x.kind if x.kind in BY_KIND else kind], x) for x in dets)
+
+    add("non_finite", d.non_finite(s, P["non_finite"]))
+    add("non_finite", d.eval_non_finite(s, P["non_finite"]))
     n_loss = int((s.has_loss & np.isfinite(s.loss)).sum())
-    if n_loss >= param(TOO_SHORT, "min_points"):
-        relaxed = bool(recipe.get("group_by_length"))
-        out += [(BY_KIND["loss_spike"], x) for x in d.loss_spikes(s, P["loss_spike"], relaxed)]
-        out += [(BY_KIND["divergence"], x) for x in d.divergence(s, P["divergence"])]
-        out += [(BY_KIND["not_learning"], x) for x in d.not_learning(s, P["not_learning"])]
-    else:
-        out += [
-            (BY_KIND["not_learning"], x) for x in d.not_learning(s, P["not_learning"]) if "exactly 0.0" in x.message
-        ]
+    min_points = param(TOO_SHORT, "min_points")
+    if fam != "rl":
+        nl = P["not_learning"]
+        if n_loss >= min_points:
+            relaxed = bool(recipe.get("group_by_length"))
+            add("loss_spike", d.loss_spikes(s, P["loss_spike"], relaxed))
+            add("divergence", d.divergence(s, P["divergence"]))
+            learning = d.not_learning(s, nl)
+        else:
+            learning = [x for x in d.not_learning(s, nl) if "exactly 0.0" in x.message]
+            add("divergence", d.short_run(s, P["divergence"], min_points))
+        if fam == "preference":  # a DPO loss at 0 is the degenerate-fit rule's case, not "nothing learned"
+            learning = [x for x in learning if "exactly 0.0" not in x.message]
+        stuck = d.stuck_loss(s, nl, min_points)
+        if any(r.id == BY_KIND["divergence"].id for r, _ in out):
+            stuck = [x for x in stuck if "never went below" not in x.message]  # said as divergence already
+        if any("never went below" in x.message for x in stuck):
+            learning = [x for x in learning if "is flat" not in x.message]
+        add("not_learning", learning + stuck)
     mgn = recipe.get("max_grad_norm")
-    out += [
-        (BY_KIND["grad_explosion"], x)
-        for x in d.grad_explosion(s, P["grad_explosion"], mgn if isinstance(mgn, (int, float)) else None)
-    ]
-    out += [(BY_KIND["overfitting"], x) for x in d.overfitting(s, P["overfitting"])]
-    out += [(BY_KIND["lr_too_high"], x) for x in d.lr_too_high(s, P["lr_too_high"], recipe.get("method", "lora"))]
-    out += [(BY_KIND["lr_schedule"], x) for x in d.lr_schedule(s, P["lr_schedule"], recipe)]
+    add("grad_explosion", d.grad_explosion(s, P["grad_explosion"], mgn if isinstance(mgn, (int, float)) else None))
+    over = d.overfitting(s, P["overfitting"])
+    add("overfitting", over or d.overfitting_rise(s, P["overfitting"]))
+    add("many_epochs", d.many_epochs(s, P["many_epochs"]))
+    if fam == "preference":
+        add("pref_degenerate", rl.degenerate_fit(s, P["pref_degenerate"]))
+        add("pref_chosen_falling", rl.chosen_falling(s, P["pref_chosen_falling"]))
+        add("pref_accuracy_saturated", rl.accuracy_saturated(s, P["pref_accuracy_saturated"]))
+    if fam == "rl" or s.trainer == "kto":
+        add("rl_kl_blowup", rl.kl_blowup(s, P["rl_kl_blowup"]))
+    if fam == "rl":
+        add("rl_reward_collapse", rl.reward_collapse(s, P["rl_reward_collapse"]))
+    add("lr_too_high", d.lr_too_high(s, P["lr_too_high"], recipe.get("method", "lora")))
+    add("lr_schedule", d.lr_schedule(s, P["lr_schedule"], recipe))
     return out
 
 
@@ -96,7 +123,8 @@ def findings(
                 )
             )
     n_loss = int((s.has_loss & np.isfinite(s.loss)).sum())
-    if len(s) and n_loss < param(TOO_SHORT, "min_points"):
+    rl_only = trainers.family(getattr(s, "trainer", "sft")) == "rl" and bool(getattr(s, "extra", None))
+    if len(s) and n_loss < param(TOO_SHORT, "min_points") and not (rl_only and n_loss == 0):
         out.append(
             TOO_SHORT.finding(
                 path,
@@ -124,6 +152,8 @@ def findings(
 
 def facts(s, recipe: dict[str, Any]) -> dict[str, Any]:
     f: dict[str, Any] = {"format": s.format, "points": len(s)}
+    if getattr(s, "trainer", "sft") != "sft":
+        f["trainer"] = s.trainer
     if len(s):
         f["first_step"], f["last_step"] = int(s.steps[0]), int(s.steps[-1])
     lo = s.loss[s.has_loss & np.isfinite(s.loss)]

@@ -383,13 +383,15 @@ def overfitting(s: Series, p: dict) -> list[Detection]:
     # first eval step at which the rise above the best was already visible
     j = b + 1 + int(np.argmax(eva[b + 1 :] > best * (1 + p["rise"])))
     ck = s.meta.get("best_model_checkpoint")
+    rise = last / best - 1
     return [
         Detection(
             "overfitting",
             int(est[j]),
             f"{name} rose from its best {g(best)} at step {int(est[b])} to {g(last)} at step {int(est[-1])} "
-            f"(+{(last / best - 1):.1%}, threshold +{p['rise']:.0%}) while train loss fell {g(tb)} -> {g(ta)}"
-            + (f"; best checkpoint {ck}" if ck else ""),
+            f"(+{rise:.1%}, threshold +{p['rise']:.0%}; error from +{p['error_rise']:.0%}) while train loss fell "
+            f"{g(tb)} -> {g(ta)}" + (f"; best checkpoint {ck}" if ck else f"; keep {_checkpoint_for(s, int(est[b]))}"),
+            severity="error" if rise >= p["error_rise"] else None,
             marks=[int(est[b]), int(est[j])],
             data={
                 "metric": name,
@@ -511,3 +513,217 @@ def lr_schedule(s: Series, p: dict, recipe: dict) -> list[Detection]:
                 )
             )
     return out
+
+
+# ---------------------------------------------------------------- logs as real runs write them (#14)
+
+
+def eval_non_finite(s: Series, p: dict) -> list[Detection]:
+    """eval_loss (or another eval loss) NaN/Infinity at some evaluations, or best_metric stored as
+    NaN/Infinity, whatever the train side looks like: evaluation is broken (fp16 overflow in eval, an
+    empty eval batch, labels all masked in the eval set)."""
+    bad_names: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for name, (st, va) in s.evals.items():
+        if "loss" in name and va.size and not np.isfinite(va).all():
+            bad_names.append((name, st, va))
+    bm = s.meta.get("best_metric")
+    bm_bad = isinstance(bm, float) and not math.isfinite(bm)
+    if not bad_names and not bm_bad:
+        return []
+    _, tl = _finite_loss(s)
+    train = f"the train loss is finite (last {g(float(tl[-1]))})" if tl.size else "no finite train loss logged"
+    if bad_names:
+        name, st, va = bad_names[0]
+        bad = ~np.isfinite(va)
+        bsteps = [int(v) for v in st[bad]]
+        shown = ", ".join(map(str, bsteps[:8])) + (", ..." if len(bsteps) > 8 else "")
+        kinds = sorted({g(float(v)) for v in va[bad]})
+        msg = f"{name} is {'/'.join(kinds)} at {len(bsteps)} of {va.size} evaluations (steps {shown}) while {train}" + (
+            f"; best_metric stored as {bm!r}" if bm_bad else ""
+        )
+        step = bsteps[0]
+        data = {"metric": name, "eval_steps": bsteps[:100], "evaluations": int(va.size), "best_metric": bm}
+    else:
+        step = int(s.meta.get("best_global_step") or (s.steps[-1] if len(s) else 0))
+        msg = f"best_metric is stored as {bm!r}: an evaluation produced a non-finite metric; {train}"
+        data = {"best_metric": repr(bm)}
+    data["side"] = "eval"
+    return [Detection("non_finite", step, msg, marks=[step], data=data)]
+
+
+def short_run(s: Series, p: dict, min_points: int) -> list[Detection]:
+    """Fewer than `min_points` points can still be decisive: a loss rising monotonically to x`short_rise`
+    its first value (divergence), or jumping x`short_jump` between two logs and staying there (divergence)
+    or coming back (spike). The message says how little evidence there is."""
+    steps, x = _finite_loss(s)
+    pos = x > 0
+    steps, x = steps[pos], x[pos]
+    n = x.size
+    if n < p["short_min"] or n >= min_points:
+        return []
+    thin = f"only {n} logged points: little evidence, but a healthy run does not do this"
+    r = x[1:] / x[:-1]
+    if np.all(r >= 1 - p["short_dip"]) and x[-1] >= p["short_rise"] * x[0]:
+        return [
+            Detection(
+                "divergence",
+                int(steps[-1]),
+                f"loss rose monotonically from {g(x[0])} at step {int(steps[0])} to {g(x[-1])} at step "
+                f"{int(steps[-1])} (x{x[-1] / x[0]:.1f}, threshold x{p['short_rise']:g}); {thin}",
+                marks=[int(steps[0]), int(steps[-1])],
+                data={"start": float(x[0]), "last": float(x[-1]), "points": n, "short_run": True},
+            )
+        ]
+    j = int(np.argmax(r))
+    if r[j] < p["short_jump"]:
+        return []
+    before, after = float(np.median(x[: j + 1])), x[j + 1 :]
+    stays = after.size >= 2 and bool(np.all(after >= before * p["short_jump"] / 2))
+    kind = "divergence" if stays else "loss_spike"
+    tail = f"and stayed there ({after.size} points, last {g(x[-1])})" if stays else f"then {g(x[-1])} at the end"
+    return [
+        Detection(
+            kind,
+            int(steps[j + 1]),
+            f"loss jumped x{r[j]:.1f} from {g(x[j])} at step {int(steps[j])} to {g(x[j + 1])} at step "
+            f"{int(steps[j + 1])} (threshold x{p['short_jump']:g}) {tail}; {thin}",
+            marks=[int(steps[j]), int(steps[j + 1])],
+            data={"before": float(x[j]), "after": float(x[j + 1]), "ratio": round(float(r[j]), 2), "points": n},
+        )
+    ]
+
+
+def stuck_loss(s: Series, p: dict, min_points: int) -> list[Detection]:
+    """A loss frozen at exactly one non-zero value for `frozen_run` logs (the update is not reaching the
+    weights, or the log repeats a stale value), and a loss that never goes below its starting level over
+    the whole run (`never_min` points or more: a healthy run's loss drops within its first logs)."""
+    out: list[Detection] = []
+    steps, x = _finite_loss(s)
+    if x.size >= p["frozen_run"]:
+        same = np.concatenate(([False], (x[1:] == x[:-1]) & (np.abs(x[1:]) >= p["frozen_min"])))
+        i = first_run(same, int(p["frozen_run"]) - 1)
+        if i >= 0:
+            j0 = i - int(p["frozen_run"]) + 1
+            k = i
+            while k + 1 < x.size and x[k + 1] == x[i]:
+                k += 1
+            out.append(
+                Detection(
+                    "not_learning",
+                    int(steps[j0]),
+                    f"loss frozen at exactly {float(x[i])!r} for {k - j0 + 1} consecutive logs (steps {int(steps[j0])}-"
+                    f"{int(steps[k])}; threshold {p['frozen_run']}): the weights are not changing, or the logged "
+                    "value is stale",
+                    marks=[int(steps[j0]), int(steps[k])],
+                    data={"value": float(x[i]), "first_step": int(steps[j0]), "last_step": int(steps[k])},
+                )
+            )
+    if x.size >= p["never_min"]:
+        start, low = float(x[0]), float(x[1:].min())
+        tail = float(np.median(x[-max(2, x.size // 3) :]))
+        if start > 0 and low >= start * (1 - p["never_tol"]) and tail >= start:
+            out.append(
+                Detection(
+                    "not_learning",
+                    int(steps[-1]),
+                    f"loss never went below its starting level: first {g(start)} at step {int(steps[0])}, lowest "
+                    f"after it {g(low)}, last {g(float(x[-1]))} at step {int(steps[-1])} over {x.size} logged "
+                    "points: the run is not learning (a learning rate far too high or 0, frozen adapter, "
+                    "labels all masked)",
+                    marks=[int(steps[0]), int(steps[-1])],
+                    data={"start": start, "lowest": low, "last": float(x[-1]), "points": int(x.size)},
+                )
+            )
+    return out
+
+
+def _checkpoint_for(s: Series, step: int) -> str:
+    ck = s.meta.get("best_model_checkpoint")
+    if isinstance(ck, str) and ck:
+        return ck.rstrip("/").split("/")[-1]
+    save = s.meta.get("save_steps")
+    if isinstance(save, (int, float)) and save >= 1:
+        n = int(step // int(save)) * int(save)
+        if n > 0:
+            return f"checkpoint-{n}" + (
+                " (saved every " + f"{int(save)} steps; the one at or before the best)" if n != step else ""
+            )
+    return f"the checkpoint nearest step {step}"
+
+
+def overfitting_rise(s: Series, p: dict) -> list[Detection]:
+    """Eval loss rising for `consecutive` evaluations in a row after its minimum, by at least `mild_rise`,
+    while the train loss keeps falling: overfitting, mild included. Warning below `error_rise`, error at
+    or above it. Names the best step and the checkpoint to keep."""
+    ev = _eval_loss(s)
+    if ev is None:
+        return []
+    name, est, eva = ev
+    ok = np.isfinite(eva)
+    est, eva = est[ok], eva[ok]
+    c = int(p["consecutive"])
+    if eva.size < c + 1:
+        return []
+    b = int(np.argmin(eva))
+    after = eva[b:]
+    if after.size < c + 1 or not np.all(np.diff(after) > 0):
+        return []
+    best, last = float(eva[b]), float(eva[-1])
+    rise = last / best - 1 if best > 0 else 0.0
+    if rise < p["mild_rise"]:
+        return []
+    steps, x = _finite_loss(s)
+    tb = x[steps <= est[b]]
+    ta = x[steps > est[b]]
+    if (
+        tb.size
+        and ta.size
+        and float(np.median(ta[-max(2, ta.size // 3) :])) > float(np.median(tb[-max(2, tb.size // 5) :]))
+    ):
+        return []  # train loss not falling: divergence, not overfitting
+    keep = _checkpoint_for(s, int(est[b]))
+    return [
+        Detection(
+            "overfitting",
+            int(est[b + c]),
+            f"{name} rose for {after.size - 1} evaluations in a row after its best {g(best)} at step {int(est[b])}: "
+            f"{g(last)} at step {int(est[-1])} (+{rise:.1%}; warning from +{p['mild_rise']:.0%}, error from "
+            f"+{p['error_rise']:.0%}) while the train loss kept falling; keep {keep}",
+            marks=[int(est[b]), int(est[-1])],
+            data={
+                "metric": name,
+                "best": best,
+                "best_step": int(est[b]),
+                "last": last,
+                "rise": round(rise, 4),
+                "keep": keep,
+                "eval_steps": [int(v) for v in est[:300]],
+                "eval_values": [float(v) for v in eva[:300]],
+            },
+            severity="error" if rise >= p["error_rise"] else "warning",
+        )
+    ]
+
+
+def many_epochs(s: Series, p: dict) -> list[Detection]:
+    """Hundreds of epochs over a dataset of a few batches: memorisation risk, said on its own."""
+    ep = s.epoch[np.isfinite(s.epoch)]
+    if ep.size == 0 or not len(s):
+        return []
+    last = float(ep.max())
+    if last < p["epochs_max"]:
+        return []
+    i = int(np.flatnonzero(np.isfinite(s.epoch) & (s.epoch == last))[0])
+    per_epoch = float(s.steps[i]) / last if last else 0.0
+    bs = s.meta.get("train_batch_size")
+    size = f" of about {per_epoch * bs:.0f} samples" if isinstance(bs, (int, float)) and per_epoch else ""
+    return [
+        Detection(
+            "many_epochs",
+            int(s.steps[i]),
+            f"{last:.0f} epochs over a dataset{size} ({per_epoch:.1f} steps per epoch; threshold "
+            f"{p['epochs_max']:g} epochs): the adapter sees each example hundreds of times and memorises it",
+            marks=[int(s.steps[i])],
+            data={"epochs": last, "steps_per_epoch": round(per_epoch, 2), "samples": size.strip() or None},
+        )
+    ]

@@ -16,7 +16,9 @@ NON_FINITE = rule(
     The loss or the gradient norm became NaN or infinite. HF Trainer's logging_nan_inf_filter drops
     non-finite step losses from the logged average, so a window that was entirely NaN is logged as
     loss 0.0 while grad_norm shows NaN: that masked signature counts too. Once the weights hold NaN the
-    run is lost from that step on.
+    run is lost from that step on. On the eval side: eval_loss NaN/Infinity at some evaluations (or
+    best_metric stored as NaN/Infinity) while the train loss looks healthy: evaluation is broken (fp16
+    overflow in eval, an empty or fully masked eval set) and best-checkpoint selection with it.
     """,
     """
     Lower the learning rate (x0.1–x0.5), enable clipping (max_grad_norm 0.3–1.0), add warmup
@@ -69,6 +71,10 @@ DIVERGENCE = rule(
     min_abs=0.02,
     sustain=8,
     min_points=30,
+    short_min=3,
+    short_rise=3.0,
+    short_jump=3.0,
+    short_dip=0.02,
 )
 GRAD_EXPLOSION = rule(
     "TRN004",
@@ -106,14 +112,21 @@ NOT_LEARNING = rule(
     ["not_learning"],
     """
     The loss is exactly 0.0 for `zero_run` logged steps in a row with a finite gradient norm (labels all
-    masked, a packing/attention bug), or flat: the median of the last 10% of points is within
-    `flat_rel` of the first 10%.
+    masked, a packing/attention bug); frozen at exactly one non-zero value (>= `frozen_min`) for
+    `frozen_run` logs in a row; never below its starting level over the whole run (`never_min` points
+    or more, within `never_tol`; short runs included: a healthy loss drops within its first logs); or
+    flat: the median of the last 10% of points is within `flat_rel` of the first 10%. Not applied to RL
+    trainers (GRPO/PPO), whose loss is no learning signal and is normally near 0.
     """,
     "Check that labels are not all -100, that the adapter's lora_B receives gradients (input grads with "
     "gradient checkpointing on k-bit models), and that the learning rate is not 0.",
     zero_run=3,
     flat_rel=0.01,
     min_points=20,
+    frozen_run=10,
+    frozen_min=1e-3,
+    never_min=5,
+    never_tol=0.0,
 )
 OVERFITTING = rule(
     "TRN006",
@@ -122,13 +135,18 @@ OVERFITTING = rule(
     ["overfitting"],
     """
     The eval loss rose more than `rise` above its best while the train loss kept falling, and the best
-    eval point lies well before the last (at least `gap` of the evaluated span): the adapter is memorising
-    the training set.
+    eval point lies well before the last (at least `gap` of the evaluated span); or it rose for
+    `consecutive` evaluations in a row after its minimum by at least `mild_rise` (a warning, an error
+    from `error_rise`): the adapter is memorising the training set. The message names the best step and
+    the checkpoint to keep.
     """,
     "Use the best checkpoint (load_best_model_at_end), train fewer epochs, add data, or raise lora_dropout.",
     rise=0.05,
     gap=0.2,
     min_evals=3,
+    consecutive=3,
+    mild_rise=0.02,
+    error_rise=0.25,
 )
 LR_TOO_HIGH = rule(
     "TRN007",
@@ -193,6 +211,91 @@ STEP_ORDER = rule(
     checkpoint appending to the same log, or two runs in one folder. The latest value of a step is kept.
     """,
     "Give each run its own output_dir, or accept the resumed run's values (the latest were kept).",
+)
+MANY_EPOCHS = rule(
+    "TRN012",
+    "Many epochs over a tiny dataset",
+    "warning",
+    ["overfitting"],
+    "The run went over its data `epochs_max` times or more (a few batches per epoch): every example is "
+    "seen hundreds of times, so the adapter memorises them; the train loss going to ~0 proves nothing.",
+    "Add data, or train 1-5 epochs and judge on a held-out eval set (eval_strategy + load_best_model_at_end).",
+    epochs_max=100,
+)
+PREF_DEGENERATE = rule(
+    "TRN013",
+    "Preference loss collapsed: degenerate fit",
+    "error",
+    ["overfitting"],
+    """
+    DPO-style loss (DPO, IPO, ORPO, KTO, CPO/SimPO) at about 0 (tail median <= `loss_max`) while the reward
+    margin explodes (>= `margin_max`) or the rejected log-probs run off to large negatives (falling by
+    `rejected_drop` nats or more): the policy satisfies the objective by making rejected answers
+    impossible, not by preferring chosen ones. Generations degrade.
+    """,
+    "Lower the learning rate (preference runs use ~5e-7..5e-6 full, ~5e-6..5e-5 LoRA), raise beta, train "
+    "fewer steps, and check the pairs for a trivial difference.",
+    min_points=5,
+    loss_max=0.02,
+    margin_max=15.0,
+    rejected_drop=150.0,
+)
+PREF_CHOSEN_FALLING = rule(
+    "TRN014",
+    "Chosen log-probs falling with the rejected ones",
+    "warning",
+    ["overfitting"],
+    "logps/chosen fell by `chosen_drop` nats and `chosen_rel` of its start while logps/rejected fell too: "
+    "the margin grows because both become unlikely (likelihood displacement), a known DPO failure.",
+    "Add an SFT term (rpo_alpha in TRL's DPOConfig, or ORPO/SimPO-style losses), lower the LR, or raise beta.",
+    min_points=5,
+    chosen_drop=20.0,
+    chosen_rel=0.2,
+)
+PREF_ACC_SATURATED = rule(
+    "TRN015",
+    "Reward accuracy saturated early",
+    "warning",
+    ["overfitting"],
+    "rewards/accuracies reached `level` within the first `within` logs (or `within_frac` of them) and "
+    "stayed there: the chosen/rejected pairs are trivially separable (leakage, a swapped column, a surface "
+    "feature such as length) and the model learns that feature.",
+    "Inspect the pairs (length, formatting, duplicated prompts between chosen and rejected); shuffle/dedupe.",
+    min_points=5,
+    level=0.999,
+    within=3,
+    within_frac=0.1,
+    hold=0.9,
+)
+RL_KL_BLOWUP = rule(
+    "TRN016",
+    "KL to the reference blowing up",
+    "error",
+    ["divergence"],
+    "The logged KL to the reference policy (GRPO/KTO `kl`, PPO `objective/kl`) rose past `kl_max` "
+    "(`ppo_max` for PPO's sequence-level KL) and x`ratio` its early level (rolling median): the policy is "
+    "running away from the reference, usually reward hacking or too high a learning rate.",
+    "Lower the learning rate, raise the KL coefficient (beta / kl_coef), and restart from a checkpoint "
+    "before the rise.",
+    min_points=5,
+    kl_max=1.0,
+    ppo_max=50.0,
+    ratio=20.0,
+)
+RL_REWARD_COLLAPSE = rule(
+    "TRN017",
+    "Reward collapsed",
+    "error",
+    ["divergence"],
+    "The mean reward (GRPO `reward`, PPO `objective/scores`/`objective/rlhf_reward`) rose, then fell back "
+    "below its starting level (rolling medians, by more than `below` x the gain and `min_drop` x its "
+    "step-to-step noise): the policy lost what it had learned (over-optimisation, broken generation).",
+    "Restart from the checkpoint at the best reward with a lower learning rate or a stronger KL penalty; "
+    "check completions around the collapse.",
+    min_points=8,
+    min_gain=3.0,
+    below=0.0,
+    min_drop=3.0,
 )
 
 CFG_LR = rule(
@@ -304,6 +407,12 @@ LOG_RULES = (
     TOO_SHORT,
     PARTLY_UNREADABLE,
     STEP_ORDER,
+    MANY_EPOCHS,
+    PREF_DEGENERATE,
+    PREF_CHOSEN_FALLING,
+    PREF_ACC_SATURATED,
+    RL_KL_BLOWUP,
+    RL_REWARD_COLLAPSE,
 )
 CFG_RULES = (
     CFG_LR,
@@ -326,4 +435,10 @@ BY_KIND = {
     "overfitting": OVERFITTING,
     "lr_too_high": LR_TOO_HIGH,
     "lr_schedule": LR_SCHEDULE,
+    "many_epochs": MANY_EPOCHS,
+    "pref_degenerate": PREF_DEGENERATE,
+    "pref_chosen_falling": PREF_CHOSEN_FALLING,
+    "pref_accuracy_saturated": PREF_ACC_SATURATED,
+    "rl_kl_blowup": RL_KL_BLOWUP,
+    "rl_reward_collapse": RL_REWARD_COLLAPSE,
 }

@@ -40,6 +40,9 @@ class Series:
     has_learning_rate: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # eval metric name -> (steps, values)
     evals: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    # train-side preference/RL metrics (rewards/margins, logps/rejected, kl, reward, ...) -> (steps, values)
+    extra: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    trainer: str = "sft"  # which trainer wrote it, by its logged keys (probes/training/trainers.py)
     meta: dict[str, Any] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     format: str = ""

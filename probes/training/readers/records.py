@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from probes.training import trainers
 from probes.training.series import Series, eval_arrays, from_columns
 
 # field -> accepted key names, in order of preference
@@ -95,14 +96,20 @@ def records_to_series(
     if len(dicts) != len(records):
         i = next(i for i, r in enumerate(records) if type(r) is not dict)
         s.problem("entry", f"{where}{i}", f"{len(records) - len(dicts)} entries are not JSON objects; skipped")
-    keys = choose_keys(dicts[:2000], overrides)
+    sample = dicts[:2000]
+    keys = choose_keys(sample, overrides)
     s.meta.setdefault("keys", {k: v for k, v in keys.items() if v})
     lk, gk, sk = keys["loss"], keys["grad_norm"], keys["step"]
+    seen = {k for r in sample for k in r}
+    extra_keys = sorted(k for k in seen if trainers.wanted(k))
+    s.trainer = trainers.kind_of(seen)
     train_keys = [k for k in (lk, gk) if k]
     if len(train_keys) == 2:
         rows = [r for r in dicts if (lk in r or gk in r) and "train_runtime" not in r]
     elif train_keys:
         rows = [r for r in dicts if train_keys[0] in r and "train_runtime" not in r]
+    elif extra_keys:  # PPO logs no `loss`: its rows are the ones with its own metrics
+        rows = [r for r in dicts if any(k in r for k in extra_keys) and not any(map(is_eval_key, r))]
     else:
         rows = []
     if index_steps or sk is None:
@@ -117,6 +124,11 @@ def records_to_series(
     for name in ("loss", "grad_norm", "learning_rate", "epoch"):
         cols[name], present[name] = _column(rows, keys[name], name, s, where)
     ok = spres & np.isfinite(steps)
+    for k in extra_keys:
+        vals, pres = _column(rows, k, k, s, where)
+        m = pres & ok
+        if m.any():
+            s.extra[k] = eval_arrays(list(zip(steps[m].astype(np.int64).tolist(), vals[m].tolist())))
     if not ok.all():
         s.problem(
             "entry",
