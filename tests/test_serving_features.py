@@ -51,14 +51,31 @@ def made(tmp_path_factory) -> Path:
         "lm_head": LoraConfig(r=4, lora_alpha=8, target_modules=qv, modules_to_save=["lm_head"]),
         "moe": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"], target_parameters=["experts.down_proj"]),
     }
+
+    def trained(pm):  # PEFT starts lora_B at zero; a trained adapter's is not
+        with torch.no_grad():
+            for n, p in pm.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(std=0.02)
+        return pm
+
     for name, cfg in cases.items():
         model = (MixtralForCausalLM(mixtral) if name == "moe" else LlamaForCausalLM(llama)).eval()
-        get_peft_model(model, cfg).save_pretrained(out / "adapters" / name)
+        trained(get_peft_model(model, cfg)).save_pretrained(out / "adapters" / name)
+    # as PEFT initialises it: every lora_B exactly zero
+    get_peft_model(LlamaForCausalLM(llama), cases["clean"]).save_pretrained(out / "adapters" / "zero")
+    # the clean adapter's tensors renamed under a multimodal wrapper's prefix
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(out / "adapters" / "clean", out / "adapters" / "prefixed")
+    f = out / "adapters" / "prefixed" / "adapter_model.safetensors"
+    tensors = load_file(str(f))
+    save_file({k.replace(".model.layers.", ".model.language_model.layers."): v for k, v in tensors.items()}, str(f))
     # resized vocabulary: two added tokens, embeddings saved in full
     model = LlamaForCausalLM(llama)
     model.resize_token_embeddings(V + 2)
     cfg = LoraConfig(r=4, lora_alpha=8, target_modules=qv, modules_to_save=["embed_tokens", "lm_head"])
-    get_peft_model(model, cfg).save_pretrained(out / "adapters" / "resized")
+    trained(get_peft_model(model, cfg)).save_pretrained(out / "adapters" / "resized")
     return out
 
 
@@ -164,3 +181,39 @@ def test_resized_vocabulary_row(tmp_path, made):
     got = srv(serve(tmp_path, made, "resized", vllm("0.6.3")))
     assert "SRV010" in got  # full embedding matrices are not LoRA weights to vLLM
     assert f"≠ base vocab_size {V}" in got["SRV012"][0].message
+
+
+# ------------------------------------------------------------------ silent no-op adapters
+
+
+def test_renamed_prefix_adapter_is_a_silent_noop_error(tmp_path, made):
+    got = srv(serve(tmp_path, made, "prefixed", vllm("0.14.0")))
+    (f,) = got["SRV032"]
+    assert f.severity.value == "error" and "would be served as the base model" in f.message
+    assert "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight" in f.message
+    assert "expected 'model.layers.0.self_attn.q_proj'" in f.message
+    assert "prefix 'model.language_model.' where the base has 'model.'" in f.message
+    assert f.evidence["expected"]["model.language_model.layers.0.self_attn.q_proj"] == "model.layers.0.self_attn.q_proj"
+    assert f.evidence["missing"] == f.evidence["modules"] == 2 * L
+
+
+def test_all_zero_b_is_served_as_base(tmp_path, made):
+    got = srv(serve(tmp_path, made, "zero", vllm("0.14.0")))
+    (f,) = got["SRV033"]
+    assert f"all {2 * L} lora_B tensors are exactly zero" in f.message
+    assert f.evidence["tensors"][0].endswith("lora_B.weight")
+
+
+@pytest.mark.parametrize(
+    ("targets", "outcome"),
+    [("qkv_proj", None), ("q_proj", "different"), ("o_proj down_proj", "base_model")],
+)
+def test_lora_target_modules_the_engine_applies(tmp_path, made, targets, outcome):
+    launch = vllm("0.14.0") + f" --lora-target-modules {targets}"
+    got = srv(serve(tmp_path, made, "clean", launch))
+    if outcome is None:
+        assert got == {}
+    else:
+        (f,) = got["SRV031"]
+        assert f.evidence["outcome"] == outcome
+        assert ("served as the base model" in f.message) == (outcome == "base_model")

@@ -11,7 +11,7 @@ from typing import Any
 from doctor.model import Artifact, Finding
 from doctor.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.rules import Rule
-from probes.serving import engines, features
+from probes.serving import engines, features, noop
 from probes.serving import rules as R
 from probes.serving.artifacts import WEIGHT_NAMES, cached_facts, dim_mismatches, read_base_config
 from probes.serving.config import AdapterRef, Server, apply_config_file, parse_config
@@ -581,8 +581,26 @@ class ServingProbe(Probe):
             )
             return
         facts = cached_facts(folder)
-        for rule, msg, ev in adapter_checks(server, ref, facts, base, folder, own_only=True):
+        checks = adapter_checks(server, ref, facts, base, folder, own_only=True) + silent_noop_checks(
+            server, ref, facts, base, folder
+        )
+        for rule, msg, ev in checks:
             yield rule.finding(path, msg, locator=loc, evidence={"adapter": ref.name, **ev}, line=ref.line)
+
+
+def silent_noop_checks(server: Server, ref: AdapterRef, facts: dict[str, Any], base: Base, folder: Path) -> list[Check]:
+    """Routes that load fine and answer like the base model (probes.serving.noop); per served route only."""
+    out: list[Check] = []
+    label = engines.version_label(server.engine, server.version)
+    for got in (
+        noop.name_mismatch(facts, base.folder, base.config) if base.folder is not None else None,
+        noop.not_applied(server.lora_target_modules, label, facts),
+        noop.zero_b(folder, facts.get("weights")),
+    ):
+        if got is not None:
+            rule, msg, ev = got
+            out.append((rule, f"{ref.name}: {msg}", ev))
+    return out
 
 
 def adapter_missing(folder: Path) -> str | None:

@@ -329,6 +329,43 @@ REGEX_TARGETS = rule(
     """,
     "List the module names in target_modules (or pass --lora-target-modules explicitly to SGLang).",
 )
+TARGETS_NOT_APPLIED = rule(
+    "SRV031",
+    "Engine does not apply LoRA to the adapter's target modules",
+    "error",
+    ["target_module_missing", "runtime_incompatible"],
+    """
+    The server restricts LoRA to some modules (`--lora-target-modules` on vLLM or SGLang) and the adapter
+    adapts others. vLLM loads the adapter and never consults that list when it does: with no overlap every
+    answer is byte-identical to the base model (vllm#55193); with partial overlap the skipped modules are
+    silently dropped.
+    """,
+    "Add the adapter's modules to --lora-target-modules (packed names: qkv_proj, gate_up_proj) or drop the flag.",
+)
+NAMES_MATCH_NO_MODULE = rule(
+    "SRV032",
+    "Adapter tensors match no module of the served base (silent no-op)",
+    "error",
+    ["target_module_missing", "base_mismatch"],
+    """
+    The adapter's tensor names (after base_model.model.) do not name modules of the model the server loads,
+    typically a prefix from a wrapper (a doubled model., a PeftModel saved inside another wrapper) or from a
+    multimodal tower (language_model.). The engine finds nowhere to put them and answers as the base model
+    (vllm#34186, vllm#48019); when only some match, the rest are dropped.
+    """,
+    "Rename the keys to the base's module names (the expected names are in the finding) and re-save the adapter.",
+)
+ZERO_B = rule(
+    "SRV033",
+    "Every lora_B tensor is zero: the served adapter is the base model",
+    "error",
+    ["dead_adapter"],
+    """
+    PEFT initialises lora_B to zero; an adapter whose B tensors are all still exactly zero adds B·A = 0 to
+    every layer. The server loads it, routes to it and answers exactly like the base model.
+    """,
+    "Serve the checkpoint that was actually trained (check the save step), or retrain: see the ADP dead-adapter rule.",
+)
 
 RULES = (
     UNPARSEABLE,
@@ -361,4 +398,7 @@ RULES = (
     NON_LORA_TYPE,
     MOE_EXPERTS,
     REGEX_TARGETS,
+    TARGETS_NOT_APPLIED,
+    NAMES_MATCH_NO_MODULE,
+    ZERO_B,
 )
