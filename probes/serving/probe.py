@@ -13,6 +13,7 @@ from doctor.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.rules import Rule
 from probes.serving import engines, features, noop
 from probes.serving import rules as R
+from probes.serving import tokenizer as tok
 from probes.serving.artifacts import WEIGHT_NAMES, cached_facts, dim_mismatches, read_base_config
 from probes.serving.config import AdapterRef, Server, apply_config_file, parse_config
 from probes.serving.envsubst import has_unresolved
@@ -584,6 +585,7 @@ class ServingProbe(Probe):
         checks = adapter_checks(server, ref, facts, base, folder, own_only=True) + silent_noop_checks(
             server, ref, facts, base, folder
         )
+        checks += tokenizer_checks(server, ref, facts, base, folder, rollout, ctx, path.parent)
         for rule, msg, ev in checks:
             yield rule.finding(path, msg, locator=loc, evidence={"adapter": ref.name, **ev}, line=ref.line)
 
@@ -601,6 +603,35 @@ def silent_noop_checks(server: Server, ref: AdapterRef, facts: dict[str, Any], b
             rule, msg, ev = got
             out.append((rule, f"{ref.name}: {msg}", ev))
     return out
+
+
+def tokenizer_checks(
+    server: Server,
+    ref: AdapterRef,
+    facts: dict[str, Any],
+    base: Base,
+    folder: Path,
+    rollout: Rollout,
+    ctx: ProbeContext,
+    config_dir: Path,
+) -> list[Check]:
+    """The adapter's training tokenizer against the one this server tokenizes with (probes.serving.tokenizer)."""
+    trained = tok.trained_tokenizer(folder)
+    if trained is None:
+        return []
+    served_folder = base.folder
+    if server.tokenizer:
+        res = resolve_target(server.tokenizer, server, rollout, ctx, config_dir)
+        served_folder = res.path if res.status == "ok" and res.path is not None and res.path.is_dir() else None
+    if served_folder is None:
+        return []
+    served = tok.read_tokenizer(served_folder)
+    if served is not None and served.folder.resolve() == trained.folder.resolve():
+        return []  # the server tokenizes with the adapter's own tokenizer
+    return [
+        (rule, f"{ref.name}: {msg}", ev)
+        for rule, msg, ev in tok.lineage_checks(trained, served, served_folder, base.config, facts)
+    ]
 
 
 def adapter_missing(folder: Path) -> str | None:

@@ -366,6 +366,57 @@ ZERO_B = rule(
     """,
     "Serve the checkpoint that was actually trained (check the save step), or retrain: see the ADP dead-adapter rule.",
 )
+TOKENIZER_VOCAB = rule(
+    "SRV034",
+    "Adapter trained with tokens the served tokenizer or embedding lacks",
+    "error",
+    ["runtime_incompatible", "base_mismatch"],
+    """
+    The tokenizer saved with the adapter has added tokens (a chat format's <|im_start|>, tool tokens) and
+    usually a resized embedding. The server tokenizes with the base tokenizer (or --tokenizer): those
+    tokens do not exist there, prompts containing them are split into ordinary pieces, and the model can
+    never produce them (peft#1457, LLaMA-Factory#3125). Token ids past the base's embedding rows have no row.
+    """,
+    "Serve with the adapter's tokenizer (--tokenizer ADAPTER_DIR) and an embedding that has its rows (merge the "
+    "resized model), or train without new tokens.",
+)
+CHAT_TEMPLATE = rule(
+    "SRV035",
+    "Served chat template differs from the one the adapter was trained with",
+    "warning",
+    ["runtime_incompatible"],
+    """
+    The chat template saved with the adapter (tokenizer_config.json chat_template or chat_template.jinja)
+    and the served one differ after normalisation (whitespace control, indentation). Chat requests are
+    formatted differently from training: role markers, system prompt, generation prompt.
+    """,
+    "Pass the training template to the server (--chat-template FILE) or save the base's template with the adapter.",
+)
+EOS_MISMATCH = rule(
+    "SRV036",
+    "Trained EOS is not where generation stops",
+    "error",
+    ["runtime_incompatible"],
+    """
+    The adapter learned to end answers with its tokenizer's eos_token, but generation_config.json of the
+    served model stops only at other ids: the model never stops generating after LoRA and runs to
+    max_tokens (Qwen3#1064, LLaMA-Factory#7943).
+    """,
+    "Add the trained EOS id to generation_config.json eos_token_id (a list is allowed), or pass it as a stop id.",
+)
+UNTRAINED_TOKENS = rule(
+    "SRV037",
+    "New special tokens with untrained embedding rows",
+    "error",
+    ["runtime_incompatible"],
+    """
+    Special tokens were added for training but the adapter neither trains nor saves their embedding rows
+    (no embed_tokens / lm_head in modules_to_save, no trainable_token_indices, no embedding LoRA). Their rows
+    are the resize-time initialisation or reserved rows that were never trained: the model cannot read or
+    emit them meaningfully (peft#1003).
+    """,
+    "Train with modules_to_save=['embed_tokens', 'lm_head'] or trainable_token_indices for the new tokens.",
+)
 
 RULES = (
     UNPARSEABLE,
@@ -401,4 +452,8 @@ RULES = (
     TARGETS_NOT_APPLIED,
     NAMES_MATCH_NO_MODULE,
     ZERO_B,
+    TOKENIZER_VOCAB,
+    CHAT_TEMPLATE,
+    EOS_MISMATCH,
+    UNTRAINED_TOKENS,
 )
