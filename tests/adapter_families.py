@@ -50,6 +50,34 @@ VLMS: dict[str, tuple[str, dict[str, Any]]] = {
                                 "image_token_index": 290, "boi_token_index": 291, "eoi_token_index": 292}),
 }  # fmt: skip
 
+# family → (explicit short names, a regex string)
+NAMES: dict[str, tuple[list[str], str]] = {
+    "llama": (["q_proj", "v_proj", "down_proj"], r".*\.(q_proj|o_proj|up_proj)"),
+    "mistral": (["k_proj", "o_proj"], r".*self_attn\.[qv]_proj"),
+    "mixtral": (["q_proj", "v_proj"], r".*\.(k_proj|o_proj)"),
+    "qwen2": (["q_proj", "gate_proj"], r".*layers\.1\..*_proj"),
+    "qwen2_moe": (["q_proj", "shared_expert_gate"], r".*shared_expert\.\w+_proj"),
+    "qwen3": (["v_proj", "up_proj"], r"model\.layers\.0\.mlp\..*_proj"),
+    "qwen3_moe": (["o_proj"], r".*\.[qkv]_proj"),
+    "gemma": (["q_proj", "down_proj"], r".*mlp\.(gate|up)_proj"),
+    "gemma2": (["o_proj", "up_proj"], r".*\.[kv]_proj"),
+    "gemma3_text": (["q_proj", "k_proj"], r".*layers\.0\.self_attn\.[a-z]+_proj"),
+    "phi": (["q_proj", "dense", "fc1"], r".*\.fc[12]"),
+    "phi3": (["qkv_proj", "gate_up_proj"], r".*\.(o|down)_proj"),
+    "gpt2": (["c_attn", "c_fc"], r".*\.h\.\d+\.attn\.c_proj"),
+    "gpt_neox": (["query_key_value", "dense_4h_to_h"], r".*attention\..*"),
+    "falcon": (["query_key_value", "dense"], r".*mlp\.dense.*"),
+    "falcon_mq": (["query_key_value"], r".*dense_h_to_4h"),
+    "opt": (["q_proj", "v_proj", "fc2"], r".*decoder\.layers\.\d+\.(fc1|self_attn\.out_proj)"),
+    "llava": (["q_proj", "v_proj"], r".*language_model.*\.(gate|down)_proj"),
+    "gemma3": (["o_proj"], r"model\.language_model.*\.mlp\.\w+_proj"),
+}
+MOE_PARAMS = {
+    "mixtral": ["mlp.experts.gate_up_proj", "mlp.experts.down_proj"],
+    "qwen2_moe": ["experts.down_proj", "gate_up_proj"],
+    "qwen3_moe": ["mlp.experts.gate_up_proj", "mlp.experts.down_proj", "mlp.gate.weight"],
+}
+
 
 def make_config(family: str) -> Any:
     import transformers

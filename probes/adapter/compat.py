@@ -8,12 +8,13 @@ name the tensor.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from doctor.model import Finding, Severity
-from probes.adapter.arch import EMBEDDING, Architecture, Spec
+from probes.adapter.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec
 from probes.adapter.matching import Matching, Target, match_targets
 from probes.adapter.peft_config import SavedModule, layer_of
 from probes.adapter.rules import BASE_NAMES, BASE_SHAPES, BASE_UNKNOWN
@@ -75,6 +76,11 @@ def _param_chain(path: str, m: Matching, arch: Architecture) -> Target | None:
     return m.by_saved_path.get(want)
 
 
+def _has_unmodelled(res: Resolved, entry: str) -> bool:
+    """A target_modules entry that names saved modules of a VLM's vision tower (not in the table)."""
+    return any(p == entry or p.endswith("." + entry) for p in res.unmodelled)
+
+
 def _shape(sc: Any, key: str | None) -> tuple[int, ...] | None:
     if key is None:
         return None
@@ -117,6 +123,34 @@ def shape_problems(sc: Any, res: Resolved) -> list[tuple[str, str]]:
     return out
 
 
+_COPY_SUFFIX = re.compile(r"(?:\.base_layer|\.modules_to_save(?:\.[^.]+)?|\.original_module)*\.(weight|bias)$")
+
+
+def full_copy_problems(sc: Any, arch: Architecture) -> list[tuple[str, str]]:
+    """(key, what does not fit) for saved whole tensors (modules_to_save copies, embedding layers PEFT saves
+    beside an embedding LoRA) whose shape differs from the base module's weight. Keys of modules the base
+    does not have (a classification head's `score`) are not judged here."""
+    out = []
+    for key in sc.other:
+        m = _COPY_SUFFIX.search(key)
+        if m is None:
+            continue
+        spec = arch.locate(_norm(key[: m.start()]))
+        if spec is None or spec.kind not in (LINEAR, CONV1D, EMBEDDING):
+            continue
+        got = tuple(sc.tensors[key].shape)
+        want = spec.shape if m.group(1) == "weight" else (spec.out_features,)
+        if got != want:
+            what = "rows" if spec.kind == EMBEDDING else "shape"
+            if spec.kind == EMBEDDING and len(got) == 2 and got[1:] == want[1:]:
+                out.append((key, f"has {got[0]} {what} but the base's {spec.path} has {want[0]} (vocab_size): "
+                                 f"PEFT fails with a size mismatch unless the base's embeddings are resized to "
+                                 f"{got[0]} first"))  # fmt: skip
+            else:
+                out.append((key, f"is {list(got)} but the base's {spec.path} is {list(want)}"))
+    return out
+
+
 def base_findings(sc: Any, base_cfg: dict[str, Any], arch: Architecture | None, where: str) -> list[Finding]:
     """ADP012/013/015 for one adapter against one base config."""
     out: list[Finding] = []
@@ -133,9 +167,9 @@ def base_findings(sc: Any, base_cfg: dict[str, Any], arch: Architecture | None, 
             )
         )
         return out
-    res = resolve(sc.modules, sc.config if sc.config is not None else {}, arch)
+    res = sc.resolved if sc.resolved is not None else resolve(sc.modules, sc.config or {}, arch)
     sc.resolved = res
-    bad = shape_problems(sc, res)
+    bad = shape_problems(sc, res) + full_copy_problems(sc, arch)
     if bad:
         out.append(
             BASE_SHAPES.finding(
@@ -169,15 +203,15 @@ def base_findings(sc: Any, base_cfg: dict[str, Any], arch: Architecture | None, 
                 locator="/target_modules",
             )
         )
-    elif m.unmatched_entries:
+    elif unmatched := [e for e in m.unmatched_entries if not _has_unmodelled(res, e)]:
         out.append(
             BASE_NAMES.finding(
                 cfg_path,
-                f"target_modules entries {_list(m.unmatched_entries, 5)} match no module of {where} (PEFT "
+                f"target_modules entries {_list(unmatched, 5)} match no module of {where} (PEFT "
                 f"ignores them); its adaptable modules are {_list(sorted(arch.module_names()), 12)}",
                 locator="/target_modules",
                 severity=Severity.WARNING,
-                evidence={"unknown": m.unmatched_entries, "known": sorted(arch.module_names())},
+                evidence={"unknown": unmatched, "known": sorted(arch.module_names())},
             )
         )
     return out

@@ -15,7 +15,7 @@ from doctor.probe import Probe, ProbeContext
 from doctor.safeio import require_readable
 from probes.adapter.arch import architecture_for
 from probes.adapter.base import base_dims, find_base_config, read_base_config, read_config_json
-from probes.adapter.compat import base_findings
+from probes.adapter.compat import base_findings, resolve
 from probes.adapter.peft_config import targets_module
 from probes.adapter.rules import (
     BAD_CONFIG,
@@ -65,7 +65,9 @@ class AdapterProbe(Probe):
         for name in WEIGHT_NAMES:  # there but unreadable (permissions, a folder, a FIFO): DOC001, not a crash
             if os.path.lexists(artifact.path / name):
                 require_readable(artifact.path / name)
-        sc = scan_adapter(artifact.path, want_sha256=_sha_wanted(ctx), cancelled=cancelled)
+        sc = scan_adapter(
+            artifact.path, want_sha256=_sha_wanted(ctx), cancelled=cancelled, plan=lambda s: plan_base(s, ctx)
+        )
         artifact.facts.update(sc.facts)
         out: list[Finding] = []
         out += unsafe(sc)
@@ -84,7 +86,54 @@ class AdapterProbe(Probe):
         out += scaling(sc, ctx)
         out += dora(sc)
         out += base_checks(sc, ctx, artifact)
+        artifact.facts["summary"] = summary(artifact.facts)
         return out
+
+
+def summary(f: dict[str, Any]) -> str:
+    """One line for `doctor inspect`: type, rank, alpha, scale, and how much of the base it adapts."""
+    kind = str(f.get("peft_type") or "?")
+    if f.get("use_dora"):
+        kind += "+DoRA"
+    parts = [f"{kind} r={f.get('r')}"]
+    if f.get("alpha") is not None:
+        parts.append(f"alpha={f['alpha']:g}")
+    if f.get("scale") is not None:
+        parts.append(f"scale={f['scale']:.4g} ({'alpha/√r, rsLoRA' if f.get('use_rslora') else 'alpha/r'})")
+    if f.get("rank_pattern") or f.get("alpha_pattern"):
+        parts.append(f"ranks {f.get('weight_ranks')}")
+    line = ", ".join(parts)
+    base = f.get("base") or {}
+    if base.get("module_share") is not None:
+        line += (
+            f"; adapts {base['adapted_modules']} of {base['linear_modules']} linear modules "
+            f"({base['module_share']:.0%}) of the {base.get('family')} base"
+        )
+        if base.get("adapted_parameters"):
+            line += f" and {base['adapted_parameters']} expert/router parameters"
+    elif base:
+        line += "; base structure unknown (module share not computed)"
+    if f.get("modules_to_save"):
+        line += f"; saves {', '.join(f['modules_to_save'])} whole"
+    return line
+
+
+def plan_base(sc: Scan, ctx: ProbeContext) -> None:
+    """Before the tensors are read: find the base's config.json, resolve every saved module to the base module
+    or parameter it sits on (sc.resolved) and note the MoE parameter wrappers (sc.experts)."""
+    name = sc.config.raw.get("base_model_name_or_path") if sc.config else None
+    cfg_path, how = find_base_config(sc.folder, ctx.rollout, name if isinstance(name, str) else None)
+    if cfg_path is None:
+        return
+    raw = read_config_json(cfg_path)
+    if raw is None:
+        return
+    sc.base = (cfg_path, how, raw)
+    arch = architecture_for(raw)
+    if arch is None or sc.config is None:
+        return
+    sc.resolved = resolve(sc.modules, sc.config, arch)
+    sc.experts = {p: t.spec.experts for p, t in sc.resolved.targets.items() if t.spec.experts > 1}
 
 
 def unsafe(sc: Scan) -> list[Finding]:
@@ -132,11 +181,11 @@ def consistency(sc: Scan) -> list[Finding]:
             out.append(INCONSISTENT.finding(path, f"{m.path} has {have} but no {miss}", locator=m.path))
         if ("emb_A" in roles) != ("emb_B" in roles):
             out.append(INCONSISTENT.finding(path, f"{m.path} has only one of lora_embedding_A/B", locator=m.path))
-        want = cfg.rank_for(m.path)
         a = roles.get("A") or roles.get("emb_A")
-        if a and want and sc.tensors[a].shape and sc.tensors[a].shape[0] != want:
-            src = "rank_pattern" if want != cfg.r else "r"
-            rank_bad.append(f"{m.path}: {src} = {want} but {a.rsplit('.', 2)[-2]} is {list(sc.tensors[a].shape)}")
+        want, experts, what = _expected_rank(sc, m.path)
+        if a and want and sc.tensors[a].shape and sc.tensors[a].shape[0] != want * experts:
+            per = f" per expert x {experts} experts" if experts > 1 else ""
+            rank_bad.append(f"{m.path}: {what} = {want}{per} but {a.rsplit('.', 2)[-2]} is {list(sc.tensors[a].shape)}")
     if rank_bad:
         out.append(
             INCONSISTENT.finding(
@@ -150,13 +199,20 @@ def consistency(sc: Scan) -> list[Finding]:
     for mod, msg in sc.shape_issues:
         out.append(INCONSISTENT.finding(path, f"{mod}: {msg}", locator=mod))
     tm = cfg.target_modules
-    untargeted = [m.path for m in sc.modules.values() if targets_module(tm, m.path) is False]
+    if sc.resolved is not None:  # the base is known: exactly what PEFT would (not) adapt
+        untargeted = sorted(sc.resolved.unselected)
+    else:
+        untargeted = [
+            m.path
+            for m in sc.modules.values()
+            if targets_module(tm, m.path) is False and not _maybe_parameter_wrapper(cfg, m.path)
+        ]
     if untargeted:
         out.append(
             INCONSISTENT.finding(
                 path,
-                f"{len(untargeted)} modules have weights but target_modules {tm!r} does not select them: "
-                f"{_list(untargeted)}",
+                f"{len(untargeted)} modules have weights but target_modules {_short_tm(tm)} does not select them "
+                f"(PEFT leaves them unloaded): {_list(untargeted)}",
                 locator=untargeted[0],
             )
         )
@@ -195,6 +251,40 @@ def consistency(sc: Scan) -> list[Finding]:
                 )
             )
     return out
+
+
+def _expected_rank(sc: Scan, path: str) -> tuple[int | None, int, str]:
+    """(rank per expert, experts, which config field says so) for one saved module."""
+    cfg = sc.config
+    assert cfg is not None
+    t = sc.resolved.targets.get(path) if sc.resolved is not None else None
+    if t is not None:
+        what = "rank_pattern" if t.r != cfg.r else "r"
+        return t.r, t.spec.experts, what
+    if _maybe_parameter_wrapper(cfg, path):
+        return None, 1, ""  # a target_parameters wrapper on an unknown base: its expert count is unknown
+    want = cfg.rank_for(path)
+    return want, 1, "rank_pattern" if want != cfg.r else "r"
+
+
+def _maybe_parameter_wrapper(cfg: Any, path: str) -> bool:
+    """Without the base: could this saved module be PEFT's ParamWrapper for a target_parameters entry?"""
+    params = cfg.get("target_parameters") or []
+    if not params or targets_module(cfg.target_modules, path) is True:
+        return False
+    bare = path
+    while bare.endswith(".base_layer"):
+        bare = bare[: -len(".base_layer")]
+    names = [p for p in params if isinstance(p, str)]
+    if bare != path or any("." not in p for p in names):  # a bare parameter name may sit on any module
+        return True
+    return any(bare == o or bare.endswith("." + o) for o in (p.rsplit(".", 1)[0] for p in names))
+
+
+def _short_tm(tm: Any) -> str:
+    if isinstance(tm, list) and len(tm) > 6:
+        return f"[{', '.join(repr(t) for t in tm[:6])}, … {len(tm)} entries]"
+    return repr(tm)
 
 
 def non_finite(sc: Scan) -> list[Finding]:
@@ -255,7 +345,7 @@ def outliers(sc: Scan, ctx: ProbeContext) -> list[Finding]:
     for m in sc.modules.values():
         n = sc.numbers.get(m.path)
         if n is not None and m.layer is not None:
-            by_target.setdefault(m.target, []).append((m.layer, m.path, n.update_norm))
+            by_target.setdefault(sc.label(m), []).append((m.layer, m.path, n.update_norm))
     out = []
     for target, rows in sorted(by_target.items()):
         if len(rows) < min_layers:
@@ -469,15 +559,14 @@ def base_checks(sc: Scan, ctx: ProbeContext, artifact: Artifact) -> list[Finding
                         evidence={"adapter": name, "manifest": expected},
                     )
                 )
-    cfg_path, how = find_base_config(sc.folder, ctx.rollout, name if isinstance(name, str) else None)
-    if cfg_path is None or not sc.tensors:
+    if sc.base is None or not sc.tensors:
         return out
+    cfg_path, how, raw_cfg = sc.base
     base = read_base_config(cfg_path)
     if base is None:
         return out
     d = base_dims(base)
-    raw_cfg = read_config_json(cfg_path) or base
-    arch = architecture_for(raw_cfg)
+    arch = sc.resolved.arch if sc.resolved is not None else architecture_for(raw_cfg)
     artifact.facts["base"] = {k: v for k, v in d.items() if k != "modules"} | {
         "config": str(cfg_path),
         "found_by": how,
@@ -502,7 +591,7 @@ def base_checks(sc: Scan, ctx: ProbeContext, artifact: Artifact) -> list[Finding
                     locator=f"layers.{beyond[0]}",
                 )
             )
-    if d["vocab"]:
+    if d["vocab"] and arch is None:  # with the table, full copies are compared module by module (compat)
         for key, rows in sc.facts.get("vocab_dims", {}).items():
             if key != "lora_embedding_A" and rows != d["vocab"]:
                 out.append(

@@ -59,10 +59,30 @@ class Scan:
     seconds: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
     resolved: Any = None  # compat.Resolved once the base is known
+    experts: dict[str, int] = field(default_factory=dict)  # saved module path → experts (MoE ParamWrapper)
+    base: Any = None  # (config.json path, how it was found, parsed config) when a base was found
 
     def scale(self, module: str) -> float:
+        t = self.resolved.targets.get(module) if self.resolved is not None else None
+        if t is not None:
+            return t.scale
         s = self.config.scale_for(module) if self.config else None
         return 1.0 if s is None else s
+
+    def label(self, m: SavedModule) -> str:
+        """The module's name for people: the base parameter a MoE wrapper adapts (gate_up_proj), else the
+        last path segment (q_proj)."""
+        t = self.resolved.targets.get(m.path) if self.resolved is not None else None
+        return t.spec.name if t is not None else m.target
+
+    def rank_of(self, m: SavedModule) -> int | None:
+        """LoRA rank of one saved module: lora_A rows, divided by the experts a MoE wrapper stacks."""
+        key = m.tensors.get("A") or m.tensors.get("emb_A")
+        if not key or not self.tensors[key].shape:
+            return None
+        rows = self.tensors[key].shape[0]
+        e = self.experts.get(m.path, 1)
+        return rows // e if e > 1 and rows % e == 0 else rows
 
 
 def find_files(folder: Path) -> tuple[Path | None, Path | None, list[Path]]:
@@ -73,8 +93,16 @@ def find_files(folder: Path) -> tuple[Path | None, Path | None, list[Path]]:
     return (cfg if cfg.is_file() else None), weights, pickles
 
 
-def scan_adapter(folder: Path, *, want_sha256: bool | None = None, cancelled: Callable[[], bool] | None = None) -> Scan:
-    """Read everything doctor checks. `want_sha256`: True/False, or None = only for files ≤ 64 MiB."""
+def scan_adapter(
+    folder: Path,
+    *,
+    want_sha256: bool | None = None,
+    cancelled: Callable[[], bool] | None = None,
+    plan: Callable[[Scan], None] | None = None,
+) -> Scan:
+    """Read everything doctor checks. `want_sha256`: True/False, or None = only for files ≤ 64 MiB.
+    `plan(scan)` runs after the header is read and before the tensors are: it may set `scan.experts`
+    (saved module path → experts stacked in its factors) so MoE parameter wrappers get per-expert numbers."""
     folder = folder if folder.is_dir() else folder.parent
     t0 = time.perf_counter()
     cfg_path, weights, pickles = find_files(folder)
@@ -99,6 +127,8 @@ def scan_adapter(folder: Path, *, want_sha256: bool | None = None, cancelled: Ca
         else:
             sc.modules, sc.other = group_keys(list(sc.tensors))
             sc.seconds["header"] = time.perf_counter() - t0
+            if plan is not None:
+                plan(sc)
             _scan_tensors(sc, cancelled)
         t1 = time.perf_counter()
         if want_sha256 or (want_sha256 is None and sc.size_bytes <= 64 << 20):
@@ -163,7 +193,7 @@ def _scan_module(sc: Scan, rd: TensorReader, m: SavedModule) -> _ModuleResult:
                 f"lora_A has rank {ta.shape[0]} ({list(ta.shape)}) but lora_B has {tb.shape[1]} ({list(tb.shape)})"
             )
         elif True in grams and False in grams:
-            res.numbers = module_numbers(grams[True], grams[False], sc.scale(m.path))
+            res.numbers = module_numbers(grams[True], grams[False], sc.scale(m.path), sc.experts.get(m.path, 1))
     return res
 
 
@@ -229,16 +259,7 @@ def build_facts(sc: Scan) -> dict[str, Any]:
         "size_bytes": sc.size_bytes,
         "sha256": sc.sha256,
     }
-    ranks = [
-        sc.tensors[m.tensors["A"]].shape[0]
-        for m in sc.modules.values()
-        if "A" in m.tensors and sc.tensors[m.tensors["A"]].shape
-    ]
-    ranks += [
-        sc.tensors[m.tensors["emb_A"]].shape[0]
-        for m in sc.modules.values()
-        if "emb_A" in m.tensors and sc.tensors[m.tensors["emb_A"]].shape
-    ]
+    ranks = [r for r in (sc.rank_of(m) for m in sc.modules.values()) if r is not None]
     cfg_ranks = ([cfg.r] if cfg and cfg.r else []) + (list(cfg.rank_pattern.values()) if cfg else [])
     f["max_rank"] = max(cfg_ranks + ranks) if (cfg_ranks or ranks) else None
     f["weight_ranks"] = sorted(set(ranks))
@@ -250,7 +271,7 @@ def build_facts(sc: Scan) -> dict[str, Any]:
     f["tensor_count"] = len(sc.tensors)
     f["trainable_params"] = sum(t.numel for t in sc.tensors.values())
     f["key_suffixes"] = sorted({key_suffix(k) for k in sc.tensors})
-    f["targets"] = sorted({m.target for m in sc.modules.values()})
+    f["targets"] = sorted({sc.label(m) for m in sc.modules.values()})
     f["lora_modules"] = len(sc.modules)
     f["layers_with_weights"] = sorted({m.layer for m in sc.modules.values() if m.layer is not None})
     dims: dict[str, dict[str, int]] = {}
@@ -258,12 +279,12 @@ def build_facts(sc: Scan) -> dict[str, Any]:
     for m in sc.modules.values():
         a, b = m.tensors.get("A"), m.tensors.get("B")
         if a and b and len(sc.tensors[a].shape) == 2 and len(sc.tensors[b].shape) == 2:
-            dims.setdefault(m.target, {"in": sc.tensors[a].shape[1], "out": sc.tensors[b].shape[0]})
+            dims.setdefault(sc.label(m), {"in": sc.tensors[a].shape[1], "out": sc.tensors[b].shape[0]})
         ea, eb = m.tensors.get("emb_A"), m.tensors.get("emb_B")
         if ea and len(sc.tensors[ea].shape) == 2:
             vocab["lora_embedding_A"] = sc.tensors[ea].shape[1]
         if eb and len(sc.tensors[eb].shape) == 2:
-            dims.setdefault(m.target, {"in": sc.tensors[ea].shape[1] if ea else 0, "out": sc.tensors[eb].shape[0]})
+            dims.setdefault(sc.label(m), {"in": sc.tensors[ea].shape[1] if ea else 0, "out": sc.tensors[eb].shape[0]})
     for key in sc.other:
         shape = sc.tensors[key].shape
         if len(shape) == 2 and (
@@ -279,11 +300,10 @@ def build_facts(sc: Scan) -> dict[str, Any]:
     rows = []
     for m in sorted(sc.modules.values(), key=lambda m: (m.layer if m.layer is not None else -1, m.path)):
         n = sc.numbers.get(m.path)
-        a_key = m.tensors.get("A") or m.tensors.get("emb_A")
-        r_here = sc.tensors[a_key].shape[0] if a_key and sc.tensors[a_key].shape else None
+        r_here = sc.rank_of(m)
         rows.append(
             {
-                "module": m.target,
+                "module": sc.label(m),
                 "layer": m.layer,
                 "path": m.path,
                 "r": r_here,

@@ -61,9 +61,31 @@ class ModuleNumbers:
     singular: np.ndarray  # σ of B·A (unscaled), descending
     effective_rank: float
     rank90: int
+    experts: int = 1
 
 
-def module_numbers(ga: np.ndarray, gb: np.ndarray, scale: float) -> ModuleNumbers:
+def module_numbers(ga: np.ndarray, gb: np.ndarray, scale: float, experts: int = 1) -> ModuleNumbers:
+    """Numbers of ΔW = scale·B·A. With `experts` = E > 1 (PEFT's ParamWrapper over a stacked [E, out, in]
+    parameter) A is [E·r, in] with expert e in rows e·r…e·r+r-1 and B is [out, E·r] with expert e in columns
+    e, e+E, e+2E, … (peft reshapes A to [E, r, in] and B to [out, r, E]). Each expert's update is then
+    measured on its own Gram blocks: update_norm is the norm of the whole stack (√Σ‖ΔW_e‖²), effective_rank
+    the mean over experts, and `singular`/rank90 those of the expert with the largest rank90."""
+    if experts > 1 and ga.shape[0] % experts == 0 and ga.shape[0] > experts:
+        r = ga.shape[0] // experts
+        per = [
+            module_numbers(ga[e * r : (e + 1) * r, e * r : (e + 1) * r], gb[e::experts, e::experts], scale)
+            for e in range(experts)
+        ]
+        top = max(per, key=lambda n: (n.rank90, n.update_norm))
+        return ModuleNumbers(
+            update_norm=math.sqrt(sum(n.update_norm**2 for n in per)),
+            b_norm=math.sqrt(sum(n.b_norm**2 for n in per)),
+            a_norm=math.sqrt(sum(n.a_norm**2 for n in per)),
+            singular=top.singular,
+            effective_rank=sum(n.effective_rank for n in per) / experts,
+            rank90=top.rank90,
+            experts=experts,
+        )
     ga = (ga + ga.T) * 0.5
     gb = (gb + gb.T) * 0.5
     sq = max(float(np.sum(ga * gb)), 0.0)
