@@ -1,4 +1,4 @@
-"""Command line: `doctor check|inspect|rules|explain|watch|triage|playbooks|jobs|tui`.
+"""Command line: `doctor check|inspect|rules|explain|watch|triage|playbooks|jobs|lab|tui`.
 
 Exit codes (DESIGN.md): 0 nothing at or above --fail-on; 1 findings at or above it; 2 usage, config or
 internal error — never hidden by --fail-on never. Heavy modules (Textual, the training stack) are
@@ -92,6 +92,7 @@ _EXTRA_COMMANDS = {
     "playbooks": "doctor.cli_playbooks",
     "jobs": "doctor.cli_jobs",
     "tui": "doctor.cli_tui",
+    "lab": "doctor.cli_lab",
 }
 
 

@@ -63,10 +63,16 @@ def bnb_config(quantization: dict[str, Any]) -> Any:
 
 
 @torch.no_grad()
-def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int) -> list[str]:
-    """Greedy continuation of each prompt (left-padded batch), decoded without special tokens."""
+def generate(
+    model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, *, formatted: bool = False
+) -> list[str]:
+    """Greedy continuation of each prompt (left-padded batch), decoded without special tokens.
+
+    `formatted`: the prompts are full texts already (a lab variant's own template / few-shot examples).
+    """
     tokenizer.padding_side = "left"
-    enc = tokenizer([format_prompt(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False)
+    texts = list(prompts) if formatted else [format_prompt(p) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     enc = {k: v.to(model.device) for k, v in enc.items()}
     out = model.generate(
         **enc,
@@ -103,10 +109,12 @@ def evaluate(
     batch_size: int = 50,
     max_new_tokens: int = 16,
     model: Any = None,
+    render: Callable[[dict[str, Any]], str] | None = None,
 ) -> dict[str, Any]:
     """Generate for every example of `eval_set`, score it, write `out_csv`; returns the summary.
 
     `model` lets a caller reuse an already loaded model (same base/adapter) instead of loading again.
+    `render` (example -> full prompt text) replaces the training prompt format (doctor.jobs.lab.renderer).
     """
     from transformers import AutoTokenizer
 
@@ -118,7 +126,10 @@ def evaluate(
     for start in range(0, len(examples), batch_size):
         batch = examples[start : start + batch_size]
         t0 = time.perf_counter()
-        outputs = generate(model, tokenizer, [e["prompt"] for e in batch], max_new_tokens)
+        if render is None:
+            outputs = generate(model, tokenizer, [e["prompt"] for e in batch], max_new_tokens)
+        else:
+            outputs = generate(model, tokenizer, [render(e) for e in batch], max_new_tokens, formatted=True)
         latency = (time.perf_counter() - t0) * 1000 / len(batch)
         rows.extend(_row(e, o, variant, latency) for e, o in zip(batch, outputs, strict=True))
         emit({"event": "progress", "phase": "eval", "done": len(rows), "total": len(examples)})

@@ -377,6 +377,8 @@ def _finalize(
         outputs["eval"] = done["eval"]
     if done.get("train"):
         outputs["train"] = done["train"]
+    if done.get("lab"):  # a lab variant's measurements (doctor/jobs/lab.py)
+        outputs["lab"] = done["lab"]
     store.update(job.id, outputs=outputs, phase="reprobe")
     rec.add({"event": "log", "message": "re-probing the outputs (doctor check)"})
     rec.flush()

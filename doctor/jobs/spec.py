@@ -33,6 +33,7 @@ _COMMON = {
     "num_processes",
     "note",
     "source",
+    "lab",  # a `doctor lab` variant: budget, prompt template, measurement settings (docs/lab.md)
 }
 _RETRAIN = _COMMON | {
     "method",
@@ -117,11 +118,31 @@ def validate_spec(spec: dict[str, Any], base_dir: Path | None = None) -> dict[st
     n = s.setdefault("num_processes", 1)
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise SpecError(f"num_processes {n!r}: expected an integer >= 1")
+    _validate_lab(s.get("lab"))
     if kind == "retrain":
         _validate_retrain(s, base_dir)
     else:
         _validate_reeval(s, base_dir)
     return s
+
+
+_LAB_KEYS = {"variant", "template", "few_shot", "few_shot_file", "seed", "budget", "latency"}
+
+
+def _validate_lab(lab: Any) -> None:
+    if lab is None:
+        return
+    if not isinstance(lab, dict):
+        raise SpecError("lab: expected an object (a doctor lab variant; docs/lab.md)")
+    unknown = sorted(set(lab) - _LAB_KEYS)
+    if unknown:
+        raise SpecError(f"lab: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_LAB_KEYS))}")
+    for key in ("budget", "latency"):
+        if not isinstance(lab.get(key) or {}, dict):
+            raise SpecError(f"lab.{key}: expected an object")
+    t = lab.get("template")
+    if t is not None and (not isinstance(t, str) or "{prompt}" not in t):
+        raise SpecError(f"lab.template {t!r}: expected a string containing {{prompt}}")
 
 
 def _validate_retrain(s: dict[str, Any], base_dir: Path | None) -> None:

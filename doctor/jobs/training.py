@@ -127,8 +127,12 @@ def train_adapter(
     mix: dict[str, float] | None = None,
     base_model_name: str | None = None,
     max_length: int = 96,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> dict[str, Any]:
-    """Train a LoRA (or QLoRA when the recipe has `quantization`) adapter; returns a run summary."""
+    """Train a LoRA (or QLoRA when the recipe has `quantization`) adapter; returns a run summary.
+
+    `callbacks` are added to the Trainer's (the lab's budget callback stops a run at its token/time budget).
+    """
     emit = on_event or (lambda _e: None)
     arg_fields, lora, quantization = split_recipe(recipe)
     train_dir, adapter_dir = Path(output_dir) / "train", Path(output_dir) / "adapter"
@@ -151,7 +155,7 @@ def train_adapter(
         args=args,
         train_dataset=SFTDataset(rows, tokenizer, max_length),
         data_collator=PadCollator(tokenizer.pad_token_id),
-        callbacks=[EventCallback(emit)],
+        callbacks=[EventCallback(emit), *callbacks],
     )
     _pin_tensorboard_dir(trainer, train_dir / "runs")
     # With tqdm disabled Trainer prints raw log dicts to stdout: the worker's event stream lives there.

@@ -109,6 +109,14 @@ def run_retrain(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any
     slices = None if data.get("train_slices") in (None, "all") else list(data["train_slices"])
     device = "cuda" if torch.cuda.is_available() else "cpu"
     emit({"event": "log", "message": f"retrain ({spec['method']}) on {device}; torch {torch.__version__}"})
+    lab = spec.get("lab")
+    callbacks = []
+    if lab:
+        from doctor.jobs.lab import budget_callback
+
+        recipe.setdefault("include_num_input_tokens_seen", "non_padding")  # train tokens/s, token budget
+        cb = budget_callback(lab, emit)
+        callbacks = [cb] if cb else []
     t0 = time.perf_counter()
     summary = train_adapter(
         recipe,
@@ -121,8 +129,14 @@ def run_retrain(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any
         mix=data.get("mix"),
         base_model_name=spec.get("base_model_name"),
         max_length=max_length,
+        callbacks=callbacks,
     )
     train_s = time.perf_counter() - t0
+    train_peak = None
+    if lab:
+        from doctor.jobs.lab import peak_memory
+
+        train_peak = peak_memory()  # before the eval and latency runs add their own
     summary.pop("log_history", None)
     result: dict[str, Any] = {"train": summary, "train_wall_s": round(train_s, 3), "device": device}
     eval_set = (spec.get("eval") or {}).get("eval_set")
@@ -133,7 +147,7 @@ def run_retrain(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any
             Path(spec["base_model"]),
             out / "adapter",
             Path(eval_set),
-            spec["method"],
+            (lab or {}).get("variant") or spec["method"],
             out / "eval" / "candidate.csv",
             quantization=quant,
             on_event=emit,
@@ -141,6 +155,13 @@ def run_retrain(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any
         result["eval_table"] = str(out / "eval" / "candidate.csv")
     result["adapter_dir"] = str(out / "adapter")
     result["train_dir"] = str(out / "train")
+    if lab and eval_set and _rank() == 0:
+        from doctor.jobs.lab import measure
+
+        quant = recipe.get("quantization") if spec["method"] == "qlora" else None
+        result["lab"] = measure(
+            spec, out, emit, eval_set=Path(eval_set), adapter=out / "adapter", quantization=quant, train_peak=train_peak
+        )
     return result
 
 
@@ -167,6 +188,12 @@ def run_reeval(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any]
     emit(
         {"event": "log", "message": f"evaluating {'base + ' + adapter.name if adapter else 'base'} ({spec['variant']})"}
     )
+    lab = spec.get("lab")
+    render = None
+    if lab:
+        from doctor.jobs.lab import renderer
+
+        render = renderer(lab)
     summary = evaluate(
         Path(spec["base_model"]),
         adapter,
@@ -175,9 +202,17 @@ def run_reeval(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any]
         table,
         quantization=spec.get("quantization"),
         on_event=emit,
+        render=render,
         **{k: spec[k] for k in ("batch_size", "max_new_tokens") if spec.get(k)},
     )
-    return {"eval": summary, "eval_table": str(table)}
+    result = {"eval": summary, "eval_table": str(table)}
+    if lab:
+        from doctor.jobs.lab import measure
+
+        result["lab"] = measure(
+            spec, out, emit, eval_set=eval_set, adapter=adapter, quantization=spec.get("quantization")
+        )
+    return result
 
 
 def _rank() -> int:

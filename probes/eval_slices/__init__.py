@@ -8,15 +8,19 @@ Parquet tables; pandas never.
 from typing import Any
 
 from doctor.probe import LazyProbe, lazy_attr
-from probes.eval_slices.rules import RULES
+from probes.eval_slices.canary import RULES as CANARY_RULES
+from probes.eval_slices.rules import RULES as SLICE_RULES
 
+RULES = SLICE_RULES + CANARY_RULES
 PROBES = [
     LazyProbe(
         "eval_slices",
         {"eval_table"},
         "probes.eval_slices.probe:EvalSlicesProbe",
         rollout_kinds={"eval_table", "manifest"},
-    )
+    ),
+    # canary rollback thresholds registered by `doctor lab` (probes/eval_slices/canary.py)
+    LazyProbe("eval_canary", set(), "probes.eval_slices.canary:CanaryProbe", rollout_kinds={"registry"}),
 ]
 
 

@@ -1,0 +1,192 @@
+"""The lab report as JSON (peft-doctor/lab/1), Markdown, or a console table (rich). Light module."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+FORMATS = ("console", "json", "markdown")
+
+
+def _pc(x: Any) -> str:
+    return "–" if x is None else f"{x * 100:.1f}"
+
+
+def _pts(x: Any) -> str:
+    return "–" if x is None else f"{x * 100:+.1f}"
+
+
+def _ci(lo: Any, hi: Any) -> str:
+    return "–" if lo is None or hi is None else f"{lo * 100:+.1f}…{hi * 100:+.1f}"
+
+
+def _num(x: Any, fmt: str = "{:,}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def _mib(x: Any) -> str:
+    return "–" if x is None else f"{x / 2**20:.1f}"
+
+
+def slices_of(report: dict[str, Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for v in report["variants"]:
+        for s in v["slices"]:
+            seen.setdefault(s)
+    return list(seen)
+
+
+def quality_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the quality table (per-slice accuracy, Δ vs prompt-only and its 95% CI)."""
+    slices = slices_of(report)
+    head = ["variant", "r", "overall %", "Δ pts (95% CI)", *[f"{s} % (Δ, CI)" for s in slices], "refusal %",
+            "Δ refusal", "safety", "target"]  # fmt: skip
+    rows = []
+    for v in report["variants"]:
+        ci = v.get("overall_ci") or [None, None]
+        cells = [
+            ("▶ " if v.get("chosen") else "") + v["name"],
+            _num(v["rank"], "{}"),
+            _pc(v["overall"]),
+            f"{_pts(v.get('overall_delta'))} ({_ci(*ci)})",
+        ]
+        for s in slices:
+            x = v["slices"].get(s)
+            cells.append(
+                "–" if x is None else f"{_pc(x['accuracy'])} ({_pts(x['delta'])}, {_ci(x['ci_low'], x['ci_high'])})"
+            )
+        cells += [
+            _pc(v["refusal_rate"]),
+            _pts(v.get("refusal_delta")),
+            "–" if v["safety_ok"] is None else ("ok" if v["safety_ok"] else "FAIL"),
+            "meets" if v["meets_target"] else ("baseline" if v["method"] == "prompt_only" else "no"),
+        ]
+        rows.append(cells)
+    return head, rows
+
+
+def cost_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the cost table (params, bytes, memory, throughput, latency per served form)."""
+    head = ["variant", "trainable params", "adapter KiB", "peak MiB", "memory kind", "train tok/s", "steps",
+            "p50 ms", "p95 ms", "decode tok/s", "base p50/p95", "merged p50/p95", "p50 ÷ base", "job"]  # fmt: skip
+    rows = []
+    for v in report["variants"]:
+        sv = v.get("serving") or {}
+
+        def pp(form: str, sv: dict = sv) -> str:
+            f = sv.get(form)
+            return "–" if not f else f"{f['p50']:.1f}/{f['p95']:.1f}"
+
+        rows.append(
+            [
+                ("▶ " if v.get("chosen") else "") + v["name"],
+                _num(v["trainable_params"]),
+                _num(None if v["adapter_bytes"] is None else v["adapter_bytes"] / 1024, "{:.1f}"),
+                _mib(v["peak_memory_bytes"]),
+                v["memory_kind"] or "–",
+                _num(v["train_tokens_per_s"], "{:,.0f}"),
+                _num(v.get("train_steps"), "{}"),
+                _num(v["latency_ms"]["p50"], "{:.1f}"),
+                _num(v["latency_ms"]["p95"], "{:.1f}"),
+                _num(v["decode_tokens_per_s"], "{:.0f}"),
+                pp("base"),
+                pp("merged"),
+                _ratio(sv),
+                v["job"] or v.get("state", "–"),
+            ]
+        )
+    return head, rows
+
+
+def _ratio(sv: dict[str, Any]) -> str:
+    """Served-form p50 over the base p50 measured in the same job, requests interleaved (a fair peer on a
+    busy machine, unlike absolute milliseconds from different jobs)."""
+    u, b = sv.get("unmerged"), sv.get("base")
+    if not u or not b or not b.get("p50"):
+        return "–"
+    return f"{u['p50'] / b['p50']:.2f}x"
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    return out
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    t = report["target"]
+    lines = [
+        f"# Lab `{report.get('name', '')}`",
+        "",
+        f"**Chosen:** {('`' + report['chosen'] + '`') if report['chosen'] else 'none'} — {report['why']}",
+        "",
+        f"Target: every non-safety slice {t['min_slice_gain'] * 100:+.1f} pts over prompt-only (or ≥ "
+        f"{t['slice_ceiling'] * 100:.0f}%), overall ≥ {t['min_overall'] * 100:.1f}%; safety: no refusal drop ≥ "
+        f"{t['safety'].get('max_refusal_drop', 0) * 100:.1f} pts with p < {t['alpha']}. PEFT justified: "
+        f"{'yes' if report.get('peft_justified') else 'no'}. Budget: {report['budget']['max_steps']} steps"
+        + (f", {report['budget']['max_tokens']:,} tokens" if report["budget"].get("max_tokens") else "")
+        + f", {report['budget']['max_train_s']} s cap per trained variant. Wall time: {report.get('wall_s')} s "
+        f"on {report.get('machine', {}).get('cpu_count')} CPU(s), device {report.get('machine', {}).get('device')}.",
+        "",
+        "## Quality (accuracy %, Δ and paired 95% CI vs prompt-only)",
+        "",
+        *_md_table(*quality_rows(report)),
+        "",
+        "## Cost (latency: batch-1 greedy, served form = adapter unmerged; base and merged beside it)",
+        "",
+        *_md_table(*cost_rows(report)),
+        "",
+    ]
+    c = report.get("canary")
+    if c:
+        lines += [
+            f"## Canary: `{c['adapter']}` v{c['version']} "
+            f"(status {c.get('status')}, rollback_to {c.get('rollback_to')})",
+            "",
+            f"Plan: `{c['plan']}`; canary eval table expected at `{c['eval_table']}`; `doctor check` reads it "
+            "(EVL040/EVL041 recommend rollback when a threshold is crossed).",
+            "",
+            "| slice | min accuracy % | min refusal rate % |",
+            "|---|---:|---:|",
+            *[
+                f"| {s} | {_pc(th.get('min_accuracy'))} | {_pc(th.get('min_refusal_rate'))} |"
+                for s, th in c["thresholds"].items()
+            ],
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def to_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2) + "\n"
+
+
+def render_console(report: dict[str, Any], console: Any = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for title, (head, rows) in (
+        ("Quality: accuracy %, Δ pts and paired 95% CI vs prompt-only", quality_rows(report)),
+        ("Cost: memory, throughput, latency (served form = unmerged adapter)", cost_rows(report)),
+    ):
+        table = Table(title=title, show_lines=False, title_justify="left")
+        for h in head:
+            table.add_column(h, overflow="fold")
+        for r, v in zip(rows, report["variants"]):
+            table.add_row(*r, style="bold green" if v.get("chosen") else None)
+        console.print(table)
+    console.print(f"[bold]chosen:[/bold] {report['chosen'] or 'none'}")
+    console.print(report["why"])
+    c = report.get("canary")
+    if c:
+        ths = ", ".join(
+            f"{s} ≥ {_pc(th.get('min_accuracy'))}%"
+            + (f" (refusal ≥ {_pc(th['min_refusal_rate'])}%)" if "min_refusal_rate" in th else "")
+            for s, th in c["thresholds"].items()
+        )
+        console.print(
+            f"[bold]canary:[/bold] {c['adapter']} v{c['version']} registered ({c['registry']}); "
+            f"rollback thresholds: {ths}"
+        )
+        console.print(f"plan {c['plan']}; put the canary's eval table at {c['eval_table']} and run `doctor check`")
