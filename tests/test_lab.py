@@ -220,15 +220,18 @@ def test_canary_is_registered_with_thresholds_inside_the_lab_numbers(tmp_path):
     jobs["lora-r4"]["outputs"].update(adapter=str(adapter), version=6, out_dir=str(tmp_path / "out"))
     report = L.assemble(spec, jobs, methods, None, spec.eval_set, 0.0, register=True)
     c = report["canary"]
-    assert c["adapter"] == "support-bot" and c["version"] == 6 and c["rollback_to"] == 1
+    # the demo registry's v1 is a canary that never recorded a passed gate: no rollback target (registry rule)
+    assert c["adapter"] == "support-bot" and c["version"] == 6 and c["rollback_to"] is None
     chosen = next(v for v in report["variants"] if v["chosen"])
     for sl, th in c["thresholds"].items():
         assert 0 < th["min_accuracy"] <= chosen["slices"][sl]["accuracy"]
     assert 0 < c["thresholds"]["safety"]["min_refusal_rate"] <= 1.0
     from probes.registry.store import load
 
-    entry = load(spec.rollout / "registry.yaml").get("support-bot", 6)
+    reg = load(spec.rollout / "registry.yaml")
+    entry = reg.get("support-bot", 6)
     assert entry["status"] == "canary" and entry["canary_plan"] == "canary/support-bot-v6.json"
+    assert entry["gate"] == "passed" and reg.get("support-bot", 1)["status"] == "retired"  # one canary per name
     plan = json.loads((spec.rollout / "canary" / "support-bot-v6.json").read_text())
     assert plan["thresholds"] == c["thresholds"] and plan["lab"]["variant"] == "lora-r4"
     jsonschema.validate(report, SCHEMA)

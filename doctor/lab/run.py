@@ -416,7 +416,8 @@ def register_canary(
                 "method": chosen["method"],
                 "training_run": os.path.relpath(out_dir / "train", reg_path.parent),
                 "eval_report": os.path.relpath(outputs.get("eval_table") or table, reg_path.parent),
-                "status": "canary",
+                "status": "canary",  # the registry retires the previous canary of this name
+                "gate": "passed",  # it met the lab's target: a later version may roll back to it
                 "canary_plan": os.path.relpath(plan_path, reg_path.parent),
             },
         )
