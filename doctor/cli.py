@@ -91,6 +91,7 @@ _EXTRA_COMMANDS = {
     "triage": "doctor.cli_triage",
     "playbooks": "doctor.cli_playbooks",
     "jobs": "doctor.cli_jobs",
+    "fix": "doctor.cli_fix",
     "tui": "doctor.cli_tui",
     "lab": "doctor.cli_lab",
 }
