@@ -92,6 +92,7 @@ _EXTRA_COMMANDS = {
     "playbooks": "doctor.cli_playbooks",
     "jobs": "doctor.cli_jobs",
     "fix": "doctor.cli_fix",
+    "init": "doctor.cli_init",
     "tui": "doctor.cli_tui",
     "lab": "doctor.cli_lab",
 }

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
     p = sub.add_parser(name, help="triage → retrain → re-probe → verdict, repeated until fixed or out of budget")
     p.add_argument("path", nargs="?", type=Path, default=Path("."), help="rollout folder (with rollout.toml)")
-    p.add_argument("--attempts", type=int, default=DEFAULT_ATTEMPTS, help=f"most jobs to run (default {DEFAULT_ATTEMPTS})")
+    p.add_argument(
+        "--attempts", type=int, default=DEFAULT_ATTEMPTS, help=f"most jobs to run (default {DEFAULT_ATTEMPTS})"
+    )
     p.add_argument(
         "--budget",
         type=float,
@@ -103,10 +104,11 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"doctor fix {report['rollout']}: {report['verdict'].replace('_', ' ').upper()}"]
     for a in report["attempts"]:
         changes = ", ".join(f"{k} {_n(x)}→{_n(y)}" for k, (x, y) in a["changes"].items()) or "no recipe change"
-        lines.append(
-            f"  attempt {a['attempt']}: v{a['version']} {a['verdict']:<12} {a['wall_s']:>6.0f}s  job {a['job']}  ({changes})"
-        )
-    lines.append(f"  best: attempt {report['best_attempt']} (version {report['best_version']}); stopped: {report['stopped']}")
+        head = f"  attempt {a['attempt']}: v{a['version']} {a['verdict']:<12} {a['wall_s']:>6.0f}s"
+        lines.append(f"{head}  job {a['job']}  ({changes})")
+    lines.append(
+        f"  best: attempt {report['best_attempt']} (version {report['best_version']}); stopped: {report['stopped']}"
+    )
     if report["still_wrong"]:
         lines.append(f"  still wrong: {report['still_wrong']}")
     lines.append(f"  fix log: {report['fix_log']}   total {report['elapsed_s']:.0f}s")
@@ -152,5 +154,3 @@ def cmd_fix(args: argparse.Namespace) -> int:
     else:
         print(render(report))
     return 0 if report["verdict"] == "fixed" else 1
-
-

@@ -300,13 +300,15 @@ def _walk(folder: Path, top: bool = False, in_run: bool = False) -> Iterator[Art
             if kind == "adapter":
                 continue
             yield from _walk(p, in_run=bool(_CHECKPOINT.match(entry.name)))
-        elif entry.is_file() and kind != "adapter":
+        elif entry.is_file() and (kind != "adapter" or entry.name in _RUN_FILES or entry.name == MANIFEST_NAME):
+            # An adapter folder that is also a Trainer/TRL output (save_model into output_dir) keeps its run
+            # files and its manifest (doctor init writes one there).
             if in_run and entry.name in _RUN_FILES:
                 continue  # the parent run folder yields the newest checkpoint's state and arguments
             k = classify_file(p)
             if k:
                 yield Artifact(p, k)
-    if checkpoints and kind is None:
+    if checkpoints and (kind is None or (kind == "adapter" and top)):
         yield from _run_from_checkpoints(folder, checkpoints)
     elif top and kind == "adapter" and _CHECKPOINT.match(folder.name):
         yield from _run_from_checkpoints(folder, [folder])  # the target is one checkpoint-N/ itself

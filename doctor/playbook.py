@@ -31,7 +31,9 @@ from doctor.rules import SYMPTOMS
 PLAYBOOK_DIR = Path(__file__).resolve().parent.parent / "playbooks"
 ANSWERS = ("yes", "no", "unknown")
 _CAUSE_ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_PREDICATE_KEYS = {"any_symptom", "all_symptoms", "any_rule", "min_severity", "fact", "diagnosed", "any", "all", "not"}
+_PREDICATE_KEYS = {
+    "any_symptom", "all_symptoms", "any_rule", "min_severity", "fact", "diagnosed", "any", "all", "not", "has_kind",
+}  # fmt: skip
 _ACTION_KINDS = {"advice", "command", "job"}
 _JOB_KINDS = {"retrain", "reeval"}
 
@@ -216,6 +218,10 @@ def _validate_predicate(path: Path, node_id: str, pred: Any, rule_ids: set[str] 
             Severity.parse(pred["min_severity"])
         except ValueError as exc:
             raise PlaybookError(path, node_id, str(exc)) from None
+    if "has_kind" in pred and not (
+        isinstance(pred["has_kind"], list) and all(isinstance(k, str) for k in pred["has_kind"])
+    ):
+        raise PlaybookError(path, node_id, "`has_kind` lists artifact kinds (training_log, eval_table, …)")
     if "fact" in pred and not (isinstance(pred["fact"], dict) and "key" in pred["fact"]):
         raise PlaybookError(path, node_id, "`fact` needs at least `key` (and optionally kind, op, value)")
     for sub in pred.get("any", []) + pred.get("all", []):
@@ -343,6 +349,8 @@ def evaluate(pred: dict[str, Any], ev: Evidence, diagnosed: bool = False) -> tup
         results.append(_eval_fact(pred["fact"], ev))
     if "diagnosed" in pred:
         results.append(diagnosed == bool(pred["diagnosed"]))
+    if "has_kind" in pred:  # the evidence holds artifacts of every listed kind (what a text may speak about)
+        results.append(set(pred["has_kind"]) <= ev.kinds())
     if "any" in pred:
         subs = [evaluate(p, ev, diagnosed) for p in pred["any"]]
         vals = [v for v, _ in subs]

@@ -9,6 +9,7 @@ from typing import Any
 
 from doctor.config import Settings
 from doctor.engine import check, group_rollouts
+from doctor.jobs.readiness import job_readiness
 from doctor.model import Report, display_path
 from doctor.playbook import Evidence, Triage, Walker, load_all
 from doctor.recipe import describe
@@ -113,6 +114,10 @@ def _action(action: dict[str, Any], root: Path) -> dict[str, Any]:
         job = dict(action.get("job") or {})
         job.setdefault("overrides", {})
         job["rollout"] = display_path(root)
+        ready = job_readiness(root, action.get("job"))
+        job["runnable"] = ready.ok
+        if not ready.ok:
+            job["missing"], job["init"] = ready.missing, ready.hint
         out["job"] = job
     else:
         out["job"] = {}
@@ -165,12 +170,18 @@ def render_console(results: list[RolloutTriage]) -> str:
                 if a["kind"] == "job":
                     job = a.get("job") or {}
                     over = ", ".join(f"{k}={describe(v)}" for k, v in (job.get("overrides") or {}).items())
+                    ready = job_readiness(rt.root, job)
+                    if not ready.ok:  # suggest only what can run: else the init line naming what is missing
+                        lines.append(f"      cannot run here yet (missing: {', '.join(ready.missing)})")
+                        lines.append(f"      {ready.hint}")
+                        continue
                     # The user's answers led here: the job command must repeat them to reach the same leaf.
                     answers = "".join(f" --answer {s.node}={s.answer}" for s in t.path if s.how == "user")
                     lines.append(
                         f"      doctor jobs run --from-triage {display_path(rt.root)}{answers}"
                         f"   # {job.get('kind')} {over}".rstrip()
                     )
+                    lines.append(f"      doctor fix {display_path(rt.root)}{answers}   # until fixed (3 attempts)")
         lines.append("")
     return "\n".join(lines)
 

@@ -78,11 +78,14 @@ def test_errors_gone_and_slices_at_baseline_is_fixed(tables):
 
 def test_slice_still_below_baseline_keeps_it_from_fixed_and_says_by_how_much(tables):
     # qlora-unstable as the issue saw it: the errors went, but arithmetic sits at 15% against 55% for the base.
-    v = _judge(
-        ["TRN001"], [], tables({"arithmetic": 0.15, "reverse": 0.5, "safety": 0.9}, {**BASE, "arithmetic": 0.15})
-    )
-    assert v["verdict"] == "partly_fixed" and not v["gate_passed"]
+    stuck = {"arithmetic": 0.15, "reverse": 0.5, "safety": 0.9}
+    v = _judge(["TRN001"], [], tables(stuck, stuck))
+    assert v["verdict"] == "not_fixed" and not v["gate_passed"]  # the errors went, the regression did not move
     assert "arithmetic 15.0% vs 55.0% base (-40.0pp" in v["why"] and "n=60" in v["why"]
+    assert "no slice improved" in v["why"]
+    # Half-way back to the baseline: partly fixed.
+    v = _judge(["TRN001"], [], tables({**stuck, "arithmetic": 0.0}, stuck))
+    assert v["verdict"] == "partly_fixed" and "arithmetic 15.0% vs 55.0% base" in v["why"]
 
 
 def test_small_dip_inside_noise_is_not_a_regression(tables):

@@ -54,9 +54,10 @@ def _next_spec(root: Path, settings: Any, answers: dict[str, str] | None, prev: 
     spec = spec_from_action(root, action["job"], base_recipe=base)
     if prev and not set(action["job"].get("overrides") or {}) & {"train_slices", "mix", "train"}:
         spec["data"] = prev["spec"]["data"]  # keep what an earlier attempt changed in the data
+    leaf = next((x for x in rt.triage.leaves if not x.startswith("triage.")), rt.triage.leaf)
     spec["source"] = {
         **spec.get("source", {}),
-        "triage": rt.triage.leaf,
+        "triage": leaf,
         "text": action.get("text", ""),
         "evidence_from": str(evidence),
         "causes": [c.cause for c in rt.triage.causes[:3]],
@@ -111,7 +112,7 @@ def run_fix(
             )
             break
         try:
-            spec, rt, action = _next_spec(root, settings, answers, prev)
+            spec, rt, _action = _next_spec(root, settings, answers, prev)
         except SpecError as exc:
             if not done:
                 raise
@@ -135,12 +136,17 @@ def run_fix(
         notify({"event": "attempt", "attempt": k, "why": why, "changes": spec["source"].get("changes", {})})
         remaining_s = max(budget_s - (time.monotonic() - t0), 1.0)
         holder: dict[str, Any] = {}
-        timer = threading.Timer(remaining_s, lambda: holder.get("id") and api.cancel(holder["id"], root))
+
+        def stop(holder: dict[str, Any] = holder) -> None:  # out of budget: the running job is cancelled
+            if holder.get("id"):
+                api.cancel(holder["id"], root)
+
+        timer = threading.Timer(remaining_s, stop)
         timer.daemon = True
         timer.start()
         ta = time.monotonic()
         try:
-            job = api.run(spec, root, on_event=on_event, on_created=lambda j: holder.__setitem__("id", j.id))
+            job = api.run(spec, root, on_event=on_event, on_created=lambda j, h=holder: h.__setitem__("id", j.id))
         finally:
             timer.cancel()
         wall = round(time.monotonic() - ta, 1)

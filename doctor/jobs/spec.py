@@ -248,7 +248,10 @@ def _manifest(rollout_root: Path) -> dict[str, Any]:
 
     path = Path(rollout_root) / "rollout.toml"
     if not path.is_file():
-        raise SpecError(f"{rollout_root}: no rollout.toml (a job needs the rollout's manifest and recipe)")
+        raise SpecError(
+            f"{rollout_root}: no rollout.toml (a job needs the rollout's manifest and recipe); make it a rollout "
+            f"first: doctor init {rollout_root} --base-model DIR --train-data FILE"
+        )
     try:
         return read_manifest(path)
     except ReadError as exc:

@@ -2,7 +2,9 @@
 
 - `fixed`: every targeted error finding (an error the rollout had before) is gone, no new error appeared,
   and no slice (safety included) is below the baseline beyond noise (paired test, Holm-adjusted);
-- `partly_fixed`: some targeted error went, but something is still wrong;
+- `partly_fixed`: some targeted error went and the eval moved the right way (a slice improved beyond noise,
+  or none is below the baseline), but something is still wrong — an error gone while every slice stays as
+  far below the baseline as before is `not_fixed` (a diverging run that merely stopped producing NaN);
 - `worse`: nothing targeted went, and a new error appeared or a slice fell below where it was before;
 - `not_fixed`: otherwise (the errors are still there, nothing got worse).
 
@@ -125,10 +127,11 @@ def judge(
     vs_before = paired_slices(before_table, after_table) if before_table and after_table else []
     below_base = [s for s in vs_base if s["status"] == "regression"]
     fell = [s for s in vs_before if s["status"] == "regression"]
+    improved = [s for s in vs_before if s["status"] == "improvement"]
     problems = bool(remaining or new or below_base)
     if not problems:
         verdict = "fixed"
-    elif resolved:
+    elif resolved and (improved or not below_base) and not fell:
         verdict = "partly_fixed"
     elif new or fell:
         verdict = "worse"
@@ -146,7 +149,9 @@ def judge(
         "new": new,
         "slices_vs_baseline": vs_base,
         "slices_vs_before": vs_before,
-        "why": explain(verdict, resolved, remaining, new, below_base, fell),
+        "why": explain(
+            verdict, resolved, remaining, new, below_base, fell, stuck=bool(resolved and below_base and not improved)
+        ),
     }
 
 
@@ -168,6 +173,7 @@ def explain(
     new: list[str],
     below_base: list[dict[str, Any]],
     fell: list[dict[str, Any]],
+    stuck: bool = False,
 ) -> str:
     """One plain sentence per fact that decided the verdict (every number from the evidence)."""
     parts = []
@@ -181,6 +187,8 @@ def explain(
         parts.append("below the baseline beyond noise: " + "; ".join(_slice_text(s, "base") for s in below_base))
     if fell:
         parts.append("worse than before: " + "; ".join(_slice_text(s, "before") for s in fell))
+    if stuck:
+        parts.append("no slice improved on the rollout before the job")
     if not parts:
         parts.append("no error finding before or after, and no slice below the baseline beyond noise")
     elif verdict == "fixed":

@@ -253,11 +253,16 @@ class PlaybookScreen(Screen):
             if a["kind"] == "job":
                 job = a.get("job") or {}
                 over = ", ".join(f"{k}={describe(v)}" for k, v in (job.get("overrides") or {}).items())
-                label.append(f"\n    ▶ {job.get('kind')} {over}   (enter or l to launch)", style="magenta")
+                ready = self._readiness(job)
+                if ready.ok:
+                    label.append(f"\n    ▶ {job.get('kind')} {over}   (enter or l to launch)", style="magenta")
+                else:  # offered only where it can run: else what is missing and the init line
+                    label.append(f"\n    ✗ cannot run here yet: missing {', '.join(ready.missing)}", style="yellow")
+                    label.append(f"\n    {ready.hint}", style="dim")
             ol.add_option(Option(label, id=f"action-{i}"))
         if not self.actions:
             ol.add_option(Option(Text("no actions", style="dim"), disabled=True))
-        jobs = [i for i, a in enumerate(self.actions) if a.get("kind") == "job"]
+        jobs = [i for i, a in enumerate(self.actions) if a.get("kind") == "job" and self._readiness(a.get("job")).ok]
         title = Text("Actions", style="bold underline")
         if jobs:
             title.append("   enter or l launches the highlighted job", style="dim")
@@ -348,8 +353,24 @@ class PlaybookScreen(Screen):
     def _selected(self, event: OptionList.OptionSelected) -> None:
         self.action_launch()
 
+    def _readiness(self, job: dict[str, Any] | None) -> Any:
+        from doctor.jobs.readiness import Readiness, job_readiness
+
+        try:
+            return job_readiness(self.root, job)
+        except Exception as exc:  # a readiness check must never break the screen
+            return Readiness(False, [str(exc)], "")
+
     def action_launch(self) -> None:
         action = self.selected_action()
+        if action is not None and action.get("kind") == "job":
+            ready = self._readiness(action.get("job"))
+            if not ready.ok:
+                self.notify(
+                    f"missing {', '.join(ready.missing)}; {ready.hint}", title="This job cannot run here yet",
+                    severity="warning", timeout=8,
+                )  # fmt: skip
+                return
         if action is None or action.get("kind") != "job":
             jobs = [i for i, a in enumerate(self.actions) if a.get("kind") == "job"]
             if not jobs:

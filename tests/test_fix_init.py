@@ -1,0 +1,137 @@
+"""`doctor init` for folders made outside doctor, and job suggestions only where a job can run (CLI, TUI).
+
+Fast: folders are written in the shapes HF Trainer/peft write (adapter_config.json, trainer_state.json,
+training_args.json/.bin, a model card); the real-training variant is in tests/test_fix_loop.py.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from doctor.cli import main
+from tests.conftest import FIXTURES, ROLLOUTS
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_fix_verdicts import _hf_run
+
+
+def _doctor(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _trainer_output(tmp_path: Path) -> Path:
+    """A Trainer output folder: the final adapter at the top (save_model), the log, the args, a card."""
+    run = _hf_run(tmp_path / "hf-out", lr=5.0, clip=1.0)
+    for f in ("adapter_config.json", "adapter_model.safetensors", "README.md"):
+        shutil.copyfile(ROLLOUTS / "healthy" / "adapter" / f, run / f)
+    return run
+
+
+def test_init_on_a_bare_adapter_names_what_it_cannot_read(tmp_path, capsys):
+    bare = tmp_path / "adapter"
+    shutil.copytree(ROLLOUTS / "healthy" / "adapter", bare)
+    rc, out, _ = _doctor(capsys, "init", str(bare), "--no-input")
+    assert rc == 1
+    assert "missing: base model (--base-model DIR), training data (--train-data FILE)" in out
+    m = tomllib.loads((bare / "rollout.toml").read_text())
+    assert m["rollout"]["base_model_name"] == "peft-doctor/tiny-base"  # from adapter_config.json
+    assert m["recipe"]["lora"]["r"] == 8 and m["adapters"][0]["path"] == "."
+    # Again without --force: refused, the file is kept.
+    rc, _, err = _doctor(capsys, "init", str(bare), "--no-input")
+    assert rc == 2 and "exists; --force replaces it" in err
+
+
+def test_init_on_trainer_output_reads_recipe_log_and_card(tmp_path, capsys):
+    run = _trainer_output(tmp_path)
+    rc, out, _ = _doctor(
+        capsys, "init", str(run), "--base-model", str(FIXTURES / "models" / "tiny-base"),
+        "--train-data", str(FIXTURES / "data" / "train.jsonl"), "--format", "json",
+    )  # fmt: skip
+    assert rc == 0, out
+    report = json.loads(out)
+    assert report["missing"] == []
+    m = tomllib.loads((run / "rollout.toml").read_text())
+    assert m["recipe"]["learning_rate"] == 5.0 and m["recipe"]["max_grad_norm"] == 1.0
+    assert m["training"]["log_dir"] == "." and m["rollout"]["method"] == "lora"
+    assert (run / Path(m["rollout"]["base_model"]) / "config.json").is_file() or Path(
+        m["rollout"]["base_model"]
+    ).is_absolute()
+    # Now a job can be built: triage suggests it, with the learning rate inside the LoRA range.
+    from doctor.jobs.api import spec_from_triage
+
+    spec = spec_from_triage(run)
+    assert spec["recipe"]["learning_rate"] == pytest.approx(5e-4)
+
+
+def test_init_reads_training_args_bin_without_running_it(tmp_path, capsys):
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    bare = tmp_path / "adapter"
+    shutil.copytree(ROLLOUTS / "healthy" / "adapter", bare)
+    (bare / "training_args.bin").write_bytes(pickle.dumps(Payload()))  # dumps never calls the payload
+    rc, out, _ = _doctor(capsys, "init", str(bare), "--no-input")
+    assert not (tmp_path / "pwned").exists()
+    assert rc == 1 and "training_args.bin not used" in out and "would run code" in out and "system(" in out
+
+
+def test_triage_suggests_init_not_a_job_where_no_job_can_run(tmp_path, capsys):
+    run = _hf_run(tmp_path / "hf-run", lr=5.0, clip=1.0)
+    rc, out, _ = _doctor(capsys, "triage", str(run))
+    assert "doctor jobs run" not in out and "doctor fix" not in out
+    assert "cannot run here yet (missing: rollout.toml, base model (--base-model DIR)" in out
+    assert f"doctor init {run}" in out or "doctor init " in out
+    _doctor(capsys, "triage", str(run), "--format", "json")
+    rc, out, _ = _doctor(capsys, "triage", str(run), "--format", "json")
+    job = next(a["job"] for a in json.loads(out)["diagnosis"]["actions"] if a["kind"] == "job")
+    assert job["runnable"] is False and "training data (--train-data FILE)" in job["missing"]
+    rc, _, err = _doctor(capsys, "fix", str(run))
+    assert rc == 2 and "doctor init" in err
+    rc, _, err = _doctor(capsys, "jobs", "run", "--from-triage", str(run))
+    assert rc == 2 and "doctor init" in err
+
+
+def test_triage_on_a_demo_rollout_offers_the_job_and_doctor_fix(capsys):
+    _, out, _ = _doctor(capsys, "triage", str(ROLLOUTS / "diverged"))
+    assert "doctor jobs run --from-triage" in out and "doctor fix" in out and "cannot run here" not in out
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_tui_offers_init_instead_of_a_job_that_cannot_run(tmp_path):
+    from test_tui_support import screen_text, settle, wait_for
+
+    from doctor.config import Settings
+    from doctor.tui import make_app
+
+    run = _hf_run(tmp_path / "hf-run", lr=5.0, clip=1.0)
+    app = make_app([run], Settings())
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        assert await wait_for(pilot, lambda: "cannot run here yet" in screen_text(app), timeout=60), screen_text(app)
+        assert "(enter or l to launch)" not in screen_text(app)
+        screen = app.screen
+        ol = screen.query_one("#actions")
+        ol.highlighted = next(i for i, a in enumerate(screen.actions) if a["kind"] == "job")
+        await pilot.press("l")
+        await pilot.pause(0.3)
+        assert app.screen is screen  # no confirmation dialog: nothing to launch
+        assert any("doctor init" in str(n.message) for n in app._notifications)
