@@ -156,7 +156,7 @@ def parse_settings(data: dict[str, Any], source: Path | None = None) -> Settings
 
 
 # Free-form tables the probe families read (ctx.section(NAME)).
-SECTIONS = frozenset({"training", "adapter", "eval", "serving", "registry"})
+SECTIONS = frozenset({"training", "adapter", "eval", "serving", "registry", "paths"})
 
 
 def validate_against(settings: Settings, rules: Iterable[Rule]) -> None:

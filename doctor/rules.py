@@ -192,10 +192,24 @@ DOC_SUPPRESSION_EXPIRED = rule(
     "Fix the underlying problem, or renew the ignore with a new reason and date.",
 )
 
+DOC_OUTSIDE_TARGET = rule(
+    "DOC010",
+    "Path outside the target not followed",
+    "warning",
+    [],
+    "An input file names a path outside the rollout that the rollout manifest does not declare (an "
+    "adapter's base_model_name_or_path, a registry entry, a launch file's path). doctor does not read "
+    "files from elsewhere on the machine by default: on untrusted content in CI a report must never "
+    "carry them. What the path points to was not checked.",
+    "Keep the file inside the rollout, declare it in rollout.toml (e.g. [rollout] base_model), or allow "
+    "outside paths with `[paths] allow_outside = true` in the settings.",
+)
+
 DOC_RULES = (
     DOC_UNREADABLE,
     DOC_PROBE_CRASHED,
     DOC_NOTHING_FOUND,
     DOC_UNSAFE_PICKLE,
     DOC_SUPPRESSION_EXPIRED,
+    DOC_OUTSIDE_TARGET,
 )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.model import Artifact, Finding, Severity
+from doctor.paths import policy_for
 from doctor.probe import Probe, ProbeContext
 from doctor.safeio import require_readable
 from probes.adapter.arch import architecture_for
@@ -124,6 +125,11 @@ def plan_base(sc: Scan, ctx: ProbeContext) -> None:
     name = sc.config.raw.get("base_model_name_or_path") if sc.config else None
     cfg_path, how = find_base_config(sc.folder, ctx.rollout, name if isinstance(name, str) else None)
     if cfg_path is None:
+        return
+    policy = policy_for(ctx)
+    if how == "adapter base_model_name_or_path" and not policy.allows(cfg_path):  # doctor/paths.py: not read
+        refused = policy.finding(sc.config_path, cfg_path.parent, "base_model_name_or_path")
+        ctx.shared.setdefault("doc010", {})[sc.folder] = refused
         return
     raw = read_config_json(cfg_path)
     if raw is None:
@@ -559,6 +565,9 @@ def base_checks(sc: Scan, ctx: ProbeContext, artifact: Artifact) -> list[Finding
                         evidence={"adapter": name, "manifest": expected},
                     )
                 )
+    refused = ctx.shared.get("doc010", {}).pop(sc.folder, None)
+    if refused is not None:
+        out.append(refused)
     if sc.base is None or not sc.tensors:
         return out
     cfg_path, how, raw_cfg = sc.base

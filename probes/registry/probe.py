@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.model import Artifact, Finding, display_path
+from doctor.paths import policy_for
 from doctor.probe import Probe, ProbeContext, ReadError, Rollout
 from probes.registry.rules import (
     BASE_DISAGREES,
@@ -167,6 +168,14 @@ class RegistryProbe(Probe):
         # disk work (parallel for large registries)
         want_sha = SHA_MISMATCH.id not in ctx.settings.disable
         folders = {i: reg.entry_path(e) for i, e in entries}
+        policy = policy_for(ctx)  # the one path policy (doctor/paths.py): entries outside are not read
+        for i, e in entries:
+            if folders[i] is not None and not policy.allows(folders[i]):
+                where = f"{e['name']} v{e['version']}"
+                findings.append(
+                    policy.finding(path, folders[i], f"{where} path", locator=where, line=_line(text, e["name"]))
+                )
+                folders[i] = None
         workers = int(ctx.param(MISSING_ON_DISK, "workers")) or (os.cpu_count() or 1)
         disk = disk_facts(
             [str(p) for p in folders.values() if p is not None],
@@ -243,6 +252,8 @@ class RegistryProbe(Probe):
                 )
                 continue
             tp = reg.entry_path(target)
+            if tp is not None and not policy.allows(tp):
+                continue  # said above (DOC010) when that entry was checked
             if tp is None or not (tp / WEIGHTS).is_file():
                 findings.append(
                     ROLLBACK_MISSING.finding(

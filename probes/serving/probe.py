@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.model import Artifact, Finding
+from doctor.paths import declared_paths, policy_for
 from doctor.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.rules import Rule
 from probes.serving import engines, features, noop
@@ -33,16 +34,8 @@ def _within(p: Path, root: Path) -> bool:
 
 
 def trusted_paths(rollout: Rollout) -> list[Path]:
-    """Paths the manifest declares (base model, adapters): followed even when outside the root."""
-    m = rollout.manifest or {}
-    out: list[Path] = []
-    base = (m.get("rollout") or {}).get("base_model")
-    if isinstance(base, str) and base:
-        out.append((rollout.root / base).resolve() if not Path(base).is_absolute() else Path(base).resolve())
-    for a in m.get("adapters") or []:
-        if isinstance(a, dict) and isinstance(a.get("path"), str):
-            out.append((rollout.root / a["path"]).resolve())
-    return out
+    """Paths the manifest declares: followed even when outside the root (the shared policy, doctor/paths.py)."""
+    return declared_paths(rollout.root, rollout.manifest)
 
 
 @dataclass
@@ -59,7 +52,7 @@ def resolve_target(
     root = rollout.root
     if not target or has_unresolved(target):
         return Resolved(None, "unresolved", target)
-    allow = bool(ctx.section("serving").get("allow_outside_root"))
+    allow = policy_for(ctx).allow_outside  # [paths] allow_outside (or the older [serving] allow_outside_root)
     trusted = trusted_paths(rollout)
     raw = Path(os.path.expanduser(target))
     if raw.is_absolute():
