@@ -239,3 +239,14 @@ def test_manifest_names_the_baseline_when_folders_do_not(tmp_path):
     rep = run(tmp_path)
     nc = by_rule(rep, "EVL018")
     assert nc and "base" in nc[0].message and not by_rule(rep, "EVL006")
+
+
+def test_comparison_table_api_reads_the_new_sources(tmp_path):
+    from probes.eval_slices import comparison_table
+
+    _lm_results(tmp_path / "base" / "results_2026-01-01T10-00-00.json", "pretrained=m", 0.45, 0.35)
+    _lm_results(tmp_path / "lora" / "results_2026-01-01T11-00-00.json", "pretrained=m,peft=lora", 0.38, 0.34)
+    rows = comparison_table(sorted(tmp_path.rglob("results_*.json")))
+    assert len(rows) == 1 and rows[0]["source"] == "aggregate" and rows[0]["variant"] == "lora"
+    gsm = next(e for e in rows[0]["slices"] if e["metric"] == "exact_match,strict-match")
+    assert gsm["status"] == "regression" and gsm["test"] == "unpaired z-test on aggregate ± stderr"

@@ -79,6 +79,15 @@ class AggMetric:
         return None
 
 
+def count(v: object) -> int | None:
+    """A sample count from a file: a finite positive number below 1e12, else None."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    if not math.isfinite(float(v)) or not 0 < v < 1e12:
+        return None
+    return max(1, round(v))
+
+
 def _z(p: float) -> float:
     from statistics import NormalDist
 

@@ -782,22 +782,43 @@ def comparison_table(rollout_or_tables: Any, settings: Any = None) -> list[dict[
         return _table_from(tables + [load(p) for p in paths], rollout, settings)
     ctx = ProbeContext(settings=settings, rollout=rollout)
     section = ctx.section("eval")
-    tables = [load(p, default_variant(p, rollout, section)) for p in paths]
-    return _table_from(tables, rollout, settings)
+    tables, fixed = [], set()
+    for p in paths:
+        dv = default_variant(p, rollout, section)
+        t = load(p, dv)
+        tables.append(t)
+        if dv is not None:
+            fixed.add(id(t))
+    return _table_from(tables, rollout, settings, fixed)
 
 
-def _table_from(tables: list[EvalTable], rollout: Rollout, settings: Any) -> list[dict[str, Any]]:
-    from probes.eval_slices.compare import compare, pair, pick_baseline
+def _table_from(
+    tables: list[EvalTable], rollout: Rollout, settings: Any, fixed: set[int] | None = None
+) -> list[dict[str, Any]]:
+    """The same comparison `check_rollout` makes (pairing plan, paired rows, aggregate rows)."""
+    from probes.eval_slices.compare import pick_baseline
+    from probes.eval_slices.pairing import plan as plan_pairs
 
-    tables = [t for t in tables if t.usable]
+    tables = [t for t in tables if t.usable or t.is_aggregate]
     if not tables:
         return []
     ctx = ProbeContext(settings=settings, rollout=rollout)
-    pairing = pair(tables)
-    base = pick_baseline(sorted(pairing.variants), baseline_name(rollout, ctx.section("eval")))
+    plan = plan_pairs(tables, rollout.root, fixed or set())
+    tables = plan.tables
+    names = sorted({v for t in tables for v in t.variants})
+    explicit = baseline_name(rollout, ctx.section("eval"))
+    base = pick_baseline(names, explicit) if explicit else (plan.baseline or pick_baseline(names, None))
     if base is None:
         return []
-    return compare(pairing, base, options(ctx, rollout))
+    opts = options(ctx, rollout)
+    probe = EvalSlicesProbe()
+    art_of: dict[int, Any] = {id(t): None for t in tables}
+    rows = probe._paired_rows(tables, base, opts, art_of, plan.how) + probe._aggregate_rows(
+        tables, base, opts, art_of, plan.how
+    )
+    for r in rows:
+        r.pop("_artifact", None)
+    return rows
 
 
 def to_markdown(table: list[dict[str, Any]]) -> str:

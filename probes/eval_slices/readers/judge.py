@@ -44,6 +44,10 @@ def _number(v: Any) -> float:
     return x if math.isfinite(x) else math.nan
 
 
+def _dims(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
 def _scale(values: np.ndarray, declared: float | None) -> float:
     if declared and declared > 0:
         return float(declared)
@@ -67,7 +71,7 @@ def read(path: Path, default_variant: str | None) -> EvalTable:
                 dims.extend(str(k) for k in d if str(k) not in dims)
     raw: dict[str, np.ndarray] = {}
     for dname in dims:
-        raw[dname] = np.array([_number((o.get(dim_key) or {}).get(dname)) for _, o in rows])
+        raw[dname] = np.array([_number(_dims(o.get(dim_key)).get(dname)) for _, o in rows])
     if score_key is not None:
         raw[str(score_key)] = np.array([_number(o.get(score_key)) for _, o in rows])
     if not raw:

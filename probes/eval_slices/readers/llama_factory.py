@@ -11,6 +11,7 @@ written; n is `<split>_samples` when present, else runtime × samples/s (HF roun
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 from doctor.probe import ReadError
 from doctor.safeio import loads_json
 from probes.eval_slices import scoring
-from probes.eval_slices.aggregate import AggMetric
+from probes.eval_slices.aggregate import AggMetric, count
 from probes.eval_slices.tables import EvalTable, Problem, _json_objects, normalize
 
 RESULT_FILES = ("all_results.json", "eval_results.json", "predict_results.json", "test_results.json")
@@ -52,6 +53,7 @@ def metric_keys(data: dict[str, Any]) -> list[tuple[str, str]]:
             or metric in _TIMING
             or isinstance(v, bool)
             or not isinstance(v, (int, float))
+            or not math.isfinite(v)
         ):
             continue
         if metric.startswith("mem_") or metric.endswith(("_runtime", "_per_second")):
@@ -101,12 +103,14 @@ def read_results(path: Path) -> EvalTable:
 
 
 def _n_of(data: dict[str, Any], split: str) -> tuple[int | None, str]:
-    n = data.get(f"{split}_samples")
-    if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0:
-        return int(n), f"{split}_samples"
+    n = count(data.get(f"{split}_samples"))
+    if n is not None:
+        return n, f"{split}_samples"
     rt, sps = data.get(f"{split}_runtime"), data.get(f"{split}_samples_per_second")
-    if isinstance(rt, (int, float)) and isinstance(sps, (int, float)) and rt > 0 and sps > 0:
-        return max(1, round(rt * sps)), f"≈ {split}_runtime × {split}_samples_per_second"
+    if count(rt) and count(sps):  # both finite and positive
+        n = count(float(rt) * float(sps))
+        if n is not None:
+            return n, f"≈ {split}_runtime × {split}_samples_per_second"
     return None, ""
 
 

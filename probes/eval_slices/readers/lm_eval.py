@@ -11,6 +11,7 @@ filter; every (metric, filter) becomes a metric named as in the results file (`e
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from doctor.probe import ReadError
 from doctor.safeio import loads_json
-from probes.eval_slices.aggregate import AggMetric
+from probes.eval_slices.aggregate import AggMetric, count
 from probes.eval_slices.tables import LM_EVAL_METRICS, EvalTable, Problem, _json_objects, _parse_score, normalize
 
 SAMPLES = re.compile(r"^samples_(?P<task>.+?)(?:_(?P<ts>\d{4}-\d{2}-\d{2}T[\d\-.:]+))?\.jsonl$")
@@ -65,7 +66,7 @@ def _scale(metric: str) -> float | None:
 
 
 def _num(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         return None
     return float(v)
 
@@ -89,8 +90,7 @@ def read_results(path: Path) -> EvalTable:
             continue
         tasks[task] = {k: v for k, v in metrics.items() if _num(v) is not None}
         ns = nsamp.get(task) if isinstance(nsamp.get(task), dict) else {}
-        n = ns.get("effective", ns.get("original"))
-        n = int(n) if isinstance(n, (int, float)) and not isinstance(n, bool) and n > 0 else None
+        n = count(ns.get("effective", ns.get("original")))
         dirs = hib.get(task) if isinstance(hib.get(task), dict) else {}
         for key, v in metrics.items():
             value = _num(v)

@@ -19,7 +19,7 @@ from typing import Any
 
 from doctor.probe import ReadError
 from doctor.safeio import loads_json
-from probes.eval_slices.aggregate import AggMetric
+from probes.eval_slices.aggregate import AggMetric, count
 from probes.eval_slices.tables import EvalTable, normalize
 
 NAME_KEYS = ("model", "adapter", "variant", "name", "run", "model_name", "system")
@@ -43,9 +43,9 @@ def _num(v: Any) -> float | None:
 
 def _n(d: dict[str, Any]) -> int | None:
     for k in N_KEYS:
-        v = d.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
-            return int(v)
+        n = count(d.get(k))
+        if n is not None:
+            return n
     return None
 
 
