@@ -276,3 +276,18 @@ def test_one_run_per_file_summaries_pair_by_folder(tmp_path):
         (d / "metrics.json").write_text(json.dumps(run_))
     rep = run(tmp_path)
     assert sorted(f.locator for f in by_rule(rep, "EVL001")) == ["lora:math:accuracy", "lora:overall:accuracy"]
+
+
+def test_lower_is_better_metrics_regress_upwards(tmp_path):
+    def run_(name: str, loss: float, ppl: float) -> dict:
+        return {
+            "model": name,
+            "metrics": {"eval_loss": {"value": loss, "stderr": 0.01}, "perplexity": {"value": ppl, "stderr": 0.05}},
+        }
+
+    (tmp_path / "summary.json").write_text(json.dumps([run_("base", 1.20, 3.32), run_("lora", 1.35, 3.10)]))
+    rep = run(tmp_path)
+    assert [f.locator for f in by_rule(rep, "EVL001")] == ["lora:overall:eval_loss"]  # loss up = worse
+    row = next(r for a in rep.artifacts for r in a.facts.get("comparison", []))
+    ppl = next(e for e in row["slices"] if e["metric"] == "perplexity")
+    assert ppl["higher_is_better"] is False and ppl["status"] == "improvement"
