@@ -250,3 +250,24 @@ def test_comparison_table_api_reads_the_new_sources(tmp_path):
     assert len(rows) == 1 and rows[0]["source"] == "aggregate" and rows[0]["variant"] == "lora"
     gsm = next(e for e in rows[0]["slices"] if e["metric"] == "exact_match,strict-match")
     assert gsm["status"] == "regression" and gsm["test"] == "unpaired z-test on aggregate ± stderr"
+
+
+def test_a_lone_training_run_metrics_file_is_not_an_eval_to_compare(tmp_path):
+    run_dir = tmp_path / "output"
+    run_dir.mkdir()
+    (run_dir / "all_results.json").write_text(
+        json.dumps({"epoch": 3.0, "eval_loss": 1.02, "eval_runtime": 3.1, "train_loss": 1.3, "train_runtime": 90.0})
+    )
+    rep = run(tmp_path)
+    assert [a.kind for a in rep.artifacts] == ["eval_table"] and not rep.findings
+    assert rep.artifacts[0].facts["splits"] == {"eval": {"loss": 1.02}}
+
+
+def test_lm_eval_group_aggregates_are_compared(tmp_path):
+    for name, args, acc in (("base", "pretrained=m", 0.62), ("lora", "pretrained=m,peft=lora", 0.55)):
+        p = _lm_results(tmp_path / name / "results_2026-01-01T10-00-00.json", args, 0.45, 0.35)
+        data = json.loads(p.read_text())
+        data["groups"] = {"mmlu": {"alias": "mmlu", "acc,none": acc, "acc_stderr,none": 0.004}}
+        p.write_text(json.dumps(data))
+    rep = run(tmp_path)
+    assert "lora:mmlu:acc,none" in {f.locator for f in by_rule(rep, "EVL001")}

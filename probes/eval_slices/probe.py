@@ -172,6 +172,11 @@ def _pc(x: float | None) -> str:
     return "n/a" if x is None else f"{x * 100:.1f}%"
 
 
+def _trainer_eval_only(t: EvalTable) -> bool:
+    """A Trainer metrics file holding only the in-training eval split (eval_loss, …), no predict run."""
+    return t.fmt == "llama_factory_results" and set((t.aggregate or {}).get("splits", {})) <= {"eval"}
+
+
 def _val(e: dict[str, Any], x: float | None) -> str:
     """An aggregate value in the metric's own units: 0..1 as %, BLEU/ROUGE as points, loss as is."""
     if x is None:
@@ -258,6 +263,8 @@ class EvalSlicesProbe(Probe):
         where = tables[0].path
         if base is None:
             _COMPARISONS[rollout.root.resolve()] = []
+            if len(names) == 1 and not explicit and all(_trainer_eval_only(t) for t in tables):
+                return out  # a training run's own eval_loss is not an eval to compare
             out.append(self._no_baseline(where, names, explicit, plan))
             return out
         opts = options(ctx, rollout)

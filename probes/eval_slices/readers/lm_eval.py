@@ -85,7 +85,10 @@ def read_results(path: Path) -> EvalTable:
     nsamp = data.get("n-samples") if isinstance(data.get("n-samples"), dict) else {}
     tasks: dict[str, dict[str, float]] = {}
     aggs: list[AggMetric] = []
-    for task, metrics in data["results"].items():
+    entries = list(data["results"].items())
+    if isinstance(data.get("groups"), dict):  # 0.4.0–0.4.2 keep group aggregates apart from the tasks
+        entries += [(g, m) for g, m in data["groups"].items() if g not in data["results"]]
+    for task, metrics in entries:
         if not isinstance(metrics, dict):
             continue
         tasks[task] = {k: v for k, v in metrics.items() if _num(v) is not None}
