@@ -8,7 +8,8 @@ Three ways it happens, each checked against what the server really has:
 - an all-zero lora_B: B·A = 0, the update is nothing.
 
 Base module names come from the served base's safetensors header (or its index), the names the engine
-loads; the adapter's from its own header. lora_B values are read only here, per served route, stopping at
+loads — or, for a folder with config.json only, from probes.adapter's architecture table; the adapter's
+from its own header. lora_B values are read only here, per served route, stopping at
 the first non-zero tensor (a trained adapter costs one tensor read).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from probes.adapter.arch import architecture_for
 from probes.adapter.safetensors_io import TensorReader, Unreadable, read_header
 from probes.serving import rules as R
 
@@ -106,6 +108,14 @@ def name_mismatch(facts: dict[str, Any], base_folder: Path, base_config: dict[st
     """(rule, message, evidence) when adapter modules match no module of the base."""
     names = base_weight_names(base_folder)
     mods = lora_modules(facts.get("tensors") or {})
+    source = "weights"
+    if names is None and base_config:
+        # No readable weights (a config-only folder): the module paths of probes.adapter's architecture table.
+        arch = architecture_for(base_config)
+        if arch is not None:
+            names = frozenset(p + ".weight" for p in arch.modules)
+            mods = {s: k for s, k in mods.items() if not arch.is_unmodelled(s)}
+            source = "architecture table"
     if not names or not mods:
         return None
     # Module kinds the base has at all: when it has none of the adapter's (another architecture, or a
@@ -140,6 +150,7 @@ def name_mismatch(facts: dict[str, Any], base_folder: Path, base_config: dict[st
         "missing": len(missing),
         "modules": len(mods),
         "outcome": "base_model" if everything else "different",
+        "base_names_from": source,
     }
     return (R.NAMES_MATCH_NO_MODULE, msg, ev)
 
