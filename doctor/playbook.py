@@ -35,7 +35,7 @@ _PREDICATE_KEYS = {
     "any_symptom", "all_symptoms", "any_rule", "min_severity", "fact", "diagnosed", "any", "all", "not", "has_kind",
 }  # fmt: skip
 _ACTION_KINDS = {"advice", "command", "job"}
-_JOB_KINDS = {"retrain", "reeval"}
+_JOB_KINDS = {"retrain", "reeval", "parity"}
 
 
 class PlaybookError(Exception):

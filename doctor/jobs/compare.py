@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 # Rule families a job's outputs can change (serving and registry files are not re-made by a job).
-FAMILIES = {"retrain": ("TRN", "CFG", "ADP", "EVL"), "reeval": ("EVL",)}
+FAMILIES = {"retrain": ("TRN", "CFG", "ADP", "EVL"), "reeval": ("EVL",), "parity": ("SRV",)}
 
 
 def _toml_value(v: Any) -> str:

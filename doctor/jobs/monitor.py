@@ -366,6 +366,15 @@ def _finalize(
 ) -> Job:
     root = Path(spec["rollout"])
     outputs: dict[str, Any] = {"out_dir": str(out)}
+    if spec["kind"] == "parity":  # a measurement, not a fix: its verdict is the parity verdict (doctor/jobs/parity.py)
+        par = done.get("parity") or {}
+        outputs.update(parity=par, parity_report=done.get("parity_report"))
+        verdict = {"verdict": par.get("verdict"), "gate_passed": bool(par.get("passed")), "why": par.get("why", "")}
+        rec.add({"event": "verdict", "verdict": verdict["verdict"], "message": verdict["why"]})
+        rec.flush()
+        comparison = {"verdict": verdict, "parity": par}
+        store.set_state(job.id, "succeeded", outputs=outputs, comparison=comparison, eta_s=0, phase="done")
+        return store.get(job.id)
     if spec["kind"] == "retrain":
         name = spec.get("adapter_name", "adapter")
         folder, version = install_adapter(root, name, out / "adapter", job)

@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from doctor.jobs import parity
 from doctor.recipe import DATA_KEYS, RecipeError, apply_overrides, check_values, validate_overrides
 
 SCHEMA = "peft-doctor/job/1"
-KINDS = ("retrain", "reeval")
+KINDS = ("retrain", "reeval", "parity")
 METHODS = ("lora", "qlora")
 SCORERS = ("exact", "contains", "regex", "refusal")
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,6 +49,7 @@ _RETRAIN = _COMMON | {
     "max_length",
 }
 _REEVAL = _COMMON | {"adapter", "eval_set", "variant", "quantization", "scorers", "batch_size", "max_new_tokens"}
+_PARITY = _COMMON | parity.FIELDS  # doctor/jobs/parity.py
 _PATH_KEYS = ("rollout", "base_model", "adapter", "eval_set", "resume_from_checkpoint")
 
 
@@ -88,7 +90,7 @@ def validate_spec(spec: dict[str, Any], base_dir: Path | None = None) -> dict[st
     kind = s.get("kind")
     if kind not in KINDS:
         raise SpecError(f"kind {kind!r}: expected one of {', '.join(KINDS)}")
-    allowed = _RETRAIN if kind == "retrain" else _REEVAL
+    allowed = {"retrain": _RETRAIN, "reeval": _REEVAL, "parity": _PARITY}[kind]
     unknown = sorted(set(s) - allowed)
     if unknown:
         raise SpecError(f"unknown {kind} spec field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
@@ -121,6 +123,11 @@ def validate_spec(spec: dict[str, Any], base_dir: Path | None = None) -> dict[st
     _validate_lab(s.get("lab"))
     if kind == "retrain":
         _validate_retrain(s, base_dir)
+    elif kind == "parity":
+        try:
+            parity.validate(s, lambda v, f: _abs(v, base_dir, f))
+        except parity.ParitySpecError as exc:
+            raise SpecError(str(exc)) from None
     else:
         _validate_reeval(s, base_dir)
     return s
@@ -305,7 +312,7 @@ def spec_from_action(
         action = dict(action.get("job") or {})
     kind = action.get("kind")
     if kind not in KINDS:
-        raise SpecError(f"job action kind {kind!r}: expected retrain or reeval")
+        raise SpecError(f"job action kind {kind!r}: expected retrain, reeval or parity")
     overrides = dict(action.get("overrides") or {})
     try:
         validate_overrides(overrides)
@@ -327,6 +334,15 @@ def spec_from_action(
         "base_model_name": ro.get("base_model_name"),
         "source": {"action": action},
     }
+    if kind == "parity":  # the rollout's first adapter against its merged export, on the eval set
+        first = adapters[0] if adapters else None
+        if first is None or not eval_set:
+            raise SpecError(f"{root}/rollout.toml: a parity job needs [[adapters]] and [eval] eval_set")
+        quant = (m.get("recipe") or {}).get("quantization") if ro.get("method") == "qlora" else None
+        spec["adapter"] = _manifest_path(root, "adapters", "path", first["path"], "adapter_config.json")
+        spec["eval_set"] = eval_set
+        spec.update({k: v for k, v in {"quantization": quant, "merged": action.get("merged")}.items() if v})
+        return validate_spec(spec)
     if kind == "reeval":
         first = adapters[0] if adapters else None
         quant = (m.get("recipe") or {}).get("quantization") if ro.get("method") == "qlora" else None

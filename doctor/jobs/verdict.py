@@ -226,4 +226,4 @@ def passed(job: Any) -> bool:
     v = job_verdict(job)
     if v is None or job.state != "succeeded":
         return False
-    return bool(v.get("gate_passed")) if job.kind == "reeval" else v["verdict"] == "fixed"
+    return bool(v.get("gate_passed")) if job.kind in ("reeval", "parity") else v["verdict"] == "fixed"

@@ -247,7 +247,12 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(int(threads))
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
-        result = run_retrain(spec, out, emit) if spec["kind"] == "retrain" else run_reeval(spec, out, emit)
+        if spec["kind"] == "parity":
+            from doctor.jobs.parity import run_parity
+
+            result = run_parity(spec, out, emit)
+        else:
+            result = run_retrain(spec, out, emit) if spec["kind"] == "retrain" else run_reeval(spec, out, emit)
         if emit.stop:
             raise Cancelled()
         emit.send({"event": "done", "kind": spec["kind"], **result})
