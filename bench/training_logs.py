@@ -1,7 +1,8 @@
 """Training-log reading speed on big logs, against the obvious peers. One run prints every ratio.
 
 1. trainer_state.json with 1,000,000 log_history entries: `doctor check FILE` (reader + every detector,
-   in-process via doctor.engine.check) vs plain `json.load` of the same file. Target <= 2x.
+   in-process via doctor.engine.check) vs plain `json.load` of the same file. Target <= 1.0x (the reader
+   parses with orjson; a file with bare NaN/Infinity tokens falls back to Python's json).
 2. a 1,000,000-point TensorBoard event file (250,000 steps x 4 scalar tags, written with
    torch.utils.tensorboard.SummaryWriter): `doctor check` vs tensorboard's EventAccumulator loading every
    scalar (size_guidance 0). Ratio reported.
@@ -120,6 +121,8 @@ def make_events(folder: Path, steps: int) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=1_000_000)
+    ap.add_argument("--skip-tensorboard", action="store_true", help="only the trainer_state.json part")
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the two measurements N times, keep the best")
     args = ap.parse_args()
     CACHE.mkdir(exist_ok=True)
     state = CACHE / f"state-{args.entries}" / "trainer_state.json"
@@ -128,6 +131,14 @@ def main() -> int:
         t0 = time.perf_counter()
         make_state(state, args.entries)
         print(f"wrote {state} ({state.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s")
+    js = min((measure("json", state) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+    dc = min((measure("doctor", state) for _ in range(args.repeat)), key=lambda r: r["seconds"])
+    print(f"trainer_state.json, {args.entries:,} entries ({state.stat().st_size / 1e6:.0f} MB)")
+    print(f"  json.load        {js['seconds']:7.2f}s  peak RSS {js['peak_rss_mb']:7.0f} MB")
+    print(f"  doctor check     {dc['seconds']:7.2f}s  peak RSS {dc['peak_rss_mb']:7.0f} MB  {dc['n']}")
+    print(f"  ratio doctor/json.load = {dc['seconds'] / js['seconds']:.2f}x (target <= 1.0x)")
+    if args.skip_tensorboard:
+        return 0
     tb_dir = CACHE / f"tb-{args.entries}"
     found = list(tb_dir.glob("events.out.tfevents*")) if tb_dir.exists() else []
     if not found:
@@ -136,12 +147,6 @@ def main() -> int:
         print(f"wrote {ev} ({ev.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f}s")
     else:
         ev = found[0]
-    js = measure("json", state)
-    dc = measure("doctor", state)
-    print(f"trainer_state.json, {args.entries:,} entries ({state.stat().st_size / 1e6:.0f} MB)")
-    print(f"  json.load        {js['seconds']:7.2f}s  peak RSS {js['peak_rss_mb']:7.0f} MB")
-    print(f"  doctor check     {dc['seconds']:7.2f}s  peak RSS {dc['peak_rss_mb']:7.0f} MB  {dc['n']}")
-    print(f"  ratio doctor/json.load = {dc['seconds'] / js['seconds']:.2f}x (target <= 2x)")
     ea = measure("eventacc", ev)
     dt = measure("doctor", ev)
     print(f"TensorBoard events, {ea['n']:,} scalar points ({ev.stat().st_size / 1e6:.0f} MB)")

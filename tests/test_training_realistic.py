@@ -294,3 +294,15 @@ def test_ppo_without_a_loss_key_is_read_and_judged(tmp_path):
     ]
     fs = findings(state(tmp_path / "trainer_state.json", log))
     assert by_rule(fs, "TRN016") and not by_rule(fs, "TRN009"), [f.message for f in fs]
+
+
+def test_fast_parser_and_nan_fallback_read_the_same_series(tmp_path):
+    from probes.training.readers.hf import read_trainer_state
+
+    log = with_evals(sft(n=60), [1.1, 1.0, 0.95], every=200)
+    clean = read_trainer_state(state(tmp_path / "a" / "trainer_state.json", log))  # orjson
+    log[5]["grad_norm"] = float("nan")  # a bare NaN token: orjson refuses, Python's json reads it
+    nan = read_trainer_state(state(tmp_path / "b" / "trainer_state.json", log))
+    assert np.array_equal(clean.steps, nan.steps) and np.array_equal(clean.loss, nan.loss)
+    assert np.isnan(nan.grad_norm[5]) and np.isfinite(clean.grad_norm[5])
+    assert np.array_equal(clean.evals["eval_loss"][1], nan.evals["eval_loss"][1])

@@ -1,6 +1,7 @@
 """HF Trainer `trainer_state.json` (also axolotl's, which adds ppl / memory/* / tokens/* keys).
 
-Python's json accepts the bare NaN / Infinity tokens HF writes. A truncated or corrupt file is reported
+orjson parses a clean file; one with the bare NaN / Infinity tokens HF writes (which Python's json accepts
+and orjson does not) or with damage goes through Python's json. A truncated or corrupt file is reported
 (DOC001 with the position) and the complete log_history entries before the damage are still analysed.
 """
 
@@ -9,6 +10,9 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from doctor.safeio import loads_json
 from probes.training.readers.records import records_to_series
@@ -72,8 +76,25 @@ def _line_col(text: str, pos: int) -> str:
     return f"line {line} column {col} (char {pos})"
 
 
+def _fast_parse(path: Path) -> Any:
+    """orjson over the raw bytes (several times json.load's speed on a million-entry log); None when it
+    cannot: bare NaN / Infinity tokens (HF writes them; orjson is strict JSON), bad UTF-8, damage, deep
+    nesting. The standard parser then reads it, reporting the position of any damage."""
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+
+
 def read_trainer_state(path: Path, overrides: dict[str, str] | None = None) -> Series:
     s = Series(format="hf_trainer_state")
+    state = _fast_parse(path)
+    if state is not None:
+        return _from_state(state, s, overrides)
     text = read_text(path, s)
     if text is None:
         return s
@@ -97,6 +118,10 @@ def read_trainer_state(path: Path, overrides: dict[str, str] | None = None) -> S
                 except ValueError:
                     pass
         return records_to_series(entries, s, where="/log_history/", overrides=overrides)
+    return _from_state(state, s, overrides)
+
+
+def _from_state(state: Any, s: Series, overrides: dict[str, str] | None) -> Series:
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         s.problem("doc", "/log_history", "no log_history list: not a Trainer state file")
         return s
