@@ -76,7 +76,7 @@ def detect(s, recipe: dict[str, Any], param: Param = default_param) -> list[tupl
         add("rl_kl_blowup", rl.kl_blowup(s, P["rl_kl_blowup"]))
     if fam == "rl":
         add("rl_reward_collapse", rl.reward_collapse(s, P["rl_reward_collapse"]))
-    add("lr_too_high", d.lr_too_high(s, P["lr_too_high"], recipe.get("method", "lora")))
+    add("lr_too_high", d.lr_too_high(s, P["lr_too_high"], recipe, BY_KIND["lr_too_high"]))
     add("lr_schedule", d.lr_schedule(s, P["lr_schedule"], recipe))
     return out
 

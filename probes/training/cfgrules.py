@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from probes.training.lrranges import lr_range
 from probes.training.rules import (
     CFG_DTYPE,
     CFG_LR,
@@ -20,14 +21,22 @@ def check_recipe(r: dict[str, Any], param) -> list[tuple]:
     method = r.get("method", "lora")
     lr = r.get("learning_rate")
     if isinstance(lr, (int, float)):
-        limit = param(CFG_LR, {"qlora": "qlora_max", "dpo": "dpo_max"}.get(method, "lora_max"))
+        rng = lr_range(r, param, CFG_LR)
+        limit = rng.alarm
         if lr > limit:
             out.append(
                 (
                     CFG_LR,
-                    f"learning_rate {lr:g} is {lr / limit:.1f}x the alarm level {limit:g} for {method} "
-                    f"(typical LoRA/QLoRA 5e-6..2e-4, DPO-style ~5e-6)",
-                    {"learning_rate": lr, "threshold": limit, "method": method},
+                    f"learning_rate {lr:g} is {lr / limit:.1f}x the alarm level {limit:g} for {rng.what} "
+                    f"({rng.says()})",
+                    {
+                        "learning_rate": lr,
+                        "threshold": limit,
+                        "method": method,
+                        "range": [rng.lo, rng.hi],
+                        "judged_as": rng.what,
+                        "source": rng.source,
+                    },
                     "error" if lr > 10 * limit else None,
                 )
             )

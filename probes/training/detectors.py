@@ -412,15 +412,17 @@ def eval_points(a: np.ndarray) -> list:
     return [float(v) if math.isfinite(v) else None for v in a]
 
 
-LR_RANGES = {"lora": "lora_max", "qlora": "qlora_max", "dpo": "dpo_max"}
+def lr_too_high(s: Series, p: dict, recipe: dict, rule: Any = None) -> list[Detection]:
+    """Peak logged LR above the alarm level for what the run trains (lrranges: stage from the recipe,
+    else from the trainer its keys show; method; optimizer)."""
+    from probes.training.lrranges import lr_range
 
-
-def lr_too_high(s: Series, p: dict, method: str) -> list[Detection]:
     lr = s.learning_rate[s.has_learning_rate & np.isfinite(s.learning_rate)]
     if lr.size == 0:
         return []
     peak = float(lr.max())
-    limit = p[LR_RANGES.get(method, "lora_max")]
+    rng = lr_range(recipe, lambda _rule, name: p[name], rule, getattr(s, "trainer", "sft"))
+    limit = rng.alarm
     if peak <= limit:
         return []
     i = int(np.flatnonzero(s.has_learning_rate & (s.learning_rate == peak))[0])
@@ -429,9 +431,17 @@ def lr_too_high(s: Series, p: dict, method: str) -> list[Detection]:
             "lr_too_high",
             int(s.steps[i]),
             f"peak learning rate {g(peak)} at step {int(s.steps[i])} is {peak / limit:.1f}x the alarm level "
-            f"{g(limit)} for {method} (typical LoRA/QLoRA 5e-6..2e-4, DPO-style ~5e-6)",
+            f"{g(limit)} for {rng.what} ({rng.says()})",
             marks=[int(s.steps[i])],
-            data={"peak_lr": peak, "threshold": limit, "method": method, "step": int(s.steps[i])},
+            data={
+                "peak_lr": peak,
+                "threshold": limit,
+                "method": recipe.get("method", "lora"),
+                "judged_as": rng.what,
+                "range": [rng.lo, rng.hi],
+                "source": rng.source,
+                "step": int(s.steps[i]),
+            },
             severity="error" if peak > 10 * limit else None,
         )
     ]

@@ -2,8 +2,8 @@
 YAML and the rollout manifest's [recipe]. Each is normalized to one flat recipe dict:
 
 learning_rate, max_grad_norm, warmup_ratio, warmup_steps, lr_scheduler_type, fp16, bf16, group_by_length,
-max_steps, method (lora | qlora | dpo), adapter, load_in_4bit, load_in_8bit, quant_type, double_quant,
-compute_dtype, optim, source.
+max_steps, method (lora | qlora | full), stage (pt | sft | rm | dpo | ipo | orpo | kto | simpo | cpo | ppo |
+grpo | rloo), adapter, load_in_4bit, load_in_8bit, quant_type, double_quant, compute_dtype, optim, source.
 
 training_args.bin (a pickle) is never unpickled for real: `read_bin` recovers its fields with the restricted
 reader in probes/training/readers/trainingargs.py."""
@@ -96,19 +96,39 @@ def normalize(d: dict[str, Any], flavour: str, source: str) -> dict[str, Any]:
     adapter = d.get("adapter") or d.get("finetuning_type")
     if adapter:
         r["adapter"] = str(adapter).lower()
-    stage = str(d.get("rl") or d.get("stage") or "").lower()
     method = d.get("method")
-    if stage in _DPO:
-        r["method"] = "dpo"
-    elif method in ("lora", "qlora"):
+    stage = _stage(d, str(method or "").lower())
+    if stage:
+        r["stage"] = stage
+    if method in ("lora", "qlora", "full"):
         r["method"] = method
     elif r.get("adapter") == "qlora" or (r.get("adapter") in ("lora", None) and r.get("load_in_4bit")):
         r["method"] = "qlora"
     elif r.get("adapter") == "lora":
         r["method"] = "lora"
+    elif r.get("adapter") in ("full", "freeze") or (flavour == "axolotl" and not adapter):
+        r["method"] = "full"  # axolotl without `adapter:` trains every weight; LLaMA-Factory full/freeze
     if method == "qlora" and "load_in_4bit" not in r and q:
         r["load_in_4bit"] = _bool(q.get("load_in_4bit"))
     return {k: v for k, v in r.items() if v is not None}
+
+
+def _stage(d: dict[str, Any], method: str) -> str:
+    """pt | sft | rm | dpo | ipo | orpo | kto | simpo | cpo | ppo | grpo | rloo, or "" when not said.
+    LLaMA-Factory: stage (+ pref_loss orpo/simpo under stage dpo); axolotl: rl, reward_model,
+    process_reward_model; a manifest may say method = "dpo"."""
+    if d.get("reward_model") is True or d.get("process_reward_model") is True:
+        return "rm"
+    st = str(d.get("rl") or d.get("stage") or "").lower()
+    if st in ("true", "false"):
+        st = ""
+    if st == "dpo":
+        loss = str(d.get("pref_loss") or d.get("loss_type") or "").lower()
+        if loss in ("orpo", "simpo", "ipo"):
+            return loss
+    if not st and method in _DPO:
+        return method
+    return st
 
 
 def read_config_file(path: Path) -> tuple[dict[str, Any] | None, str]:

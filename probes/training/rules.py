@@ -154,14 +154,25 @@ LR_TOO_HIGH = rule(
     "warning",
     ["lr_too_high"],
     """
-    The peak logged learning rate exceeds the alarm level for the method (`lora_max` etc., 10x the top of
-    the typical range): LoRA/QLoRA runs use about 5e-6..2e-4 (qlora default 2e-4), DPO-style preference
-    training about 5e-6. Too high an LR gives NaN within tens of steps.
+    The peak logged learning rate exceeds the alarm level (about 10x the top of the usual range) for what
+    the run trains, judged by stage, method and optimizer (probes/training/lrranges.py): SFT with
+    LoRA/QLoRA ~5e-6..2e-4 (`lora_max`, `qlora_max`), full SFT ~5e-6..5e-5 (`full_max`), pretraining
+    (`pt_max`), DPO-style preference ~5e-7..5e-6 full (`dpo_max`) / ~5e-6..5e-5 LoRA (`dpo_lora_max`),
+    PPO/GRPO ~1e-7..1e-6 full (`rl_max`) / ~1e-6..5e-5 LoRA (`rl_lora_max`), Muon ~0.02 (`muon_max`), SGD
+    (`sgd_max`). The stage comes from the recipe, else from the trainer the log's keys show. Too high an
+    LR gives NaN within tens of steps.
     """,
     _LR_FIX,
     lora_max=2e-3,
     qlora_max=2e-3,
     dpo_max=5e-5,
+    full_max=5e-4,
+    pt_max=1e-2,
+    dpo_lora_max=5e-4,
+    rl_max=2e-5,
+    rl_lora_max=5e-4,
+    muon_max=0.2,
+    sgd_max=1.0,
 )
 LR_SCHEDULE = rule(
     "TRN008",
@@ -303,12 +314,20 @@ CFG_LR = rule(
     "Configured learning rate above the usual range",
     "warning",
     ["lr_too_high"],
-    "The configured learning rate exceeds the alarm level for the method (`lora_max` etc., 10x the top of the "
-    "typical range: LoRA/QLoRA ~2e-4, DPO-style ~5e-6).",
+    "The configured learning rate exceeds the alarm level (about 10x the top of the usual range) for what the "
+    "recipe trains: its stage (pt, sft, rm, dpo/orpo/kto/simpo, ppo/grpo), method (LoRA/QLoRA vs full) and "
+    "optimizer family (AdamW, Muon, SGD, Lion); the message states the range used and its source (see TRN007).",
     _LR_FIX,
     lora_max=2e-3,
     qlora_max=2e-3,
     dpo_max=5e-5,
+    full_max=5e-4,
+    pt_max=1e-2,
+    dpo_lora_max=5e-4,
+    rl_max=2e-5,
+    rl_lora_max=5e-4,
+    muon_max=0.2,
+    sgd_max=1.0,
 )
 CFG_WARMUP = rule(
     "CFG002",
