@@ -310,8 +310,6 @@ def _walk(folder: Path, top: bool = False, in_run: bool = False) -> Iterator[Art
                 yield Artifact(p, k)
     if checkpoints and (kind is None or (kind == "adapter" and top)):
         yield from _run_from_checkpoints(folder, checkpoints)
-    elif top and kind == "adapter" and _CHECKPOINT.match(folder.name):
-        yield from _run_from_checkpoints(folder, [folder])  # the target is one checkpoint-N/ itself
 
 
 def _run_from_checkpoints(folder: Path, checkpoints: list[Path]) -> Iterator[Artifact]:
