@@ -291,3 +291,15 @@ def test_lower_is_better_metrics_regress_upwards(tmp_path):
     row = next(r for a in rep.artifacts for r in a.facts.get("comparison", []))
     ppl = next(e for e in row["slices"] if e["metric"] == "perplexity")
     assert ppl["higher_is_better"] is False and ppl["status"] == "improvement"
+
+
+def test_summary_items_without_ids_pair_by_position(tmp_path):
+    data = [
+        {"model": "base", "metrics": {"accuracy": 0.9}, "items": [{"correct": int(k % 10 != 0)} for k in range(200)]},
+        {"model": "lora", "metrics": {"accuracy": 0.6}, "items": [{"correct": int(k % 10 < 6)} for k in range(200)]},
+    ]
+    (tmp_path / "summary.json").write_text(json.dumps(data))
+    rep = run(tmp_path)
+    rows = [r for a in rep.artifacts for r in a.facts.get("comparison", [])]
+    assert rows[0]["paired"] == 200 and rows[0]["only_baseline"] == 0
+    assert [f.locator for f in by_rule(rep, "EVL001")] == ["lora:overall"]

@@ -271,3 +271,14 @@ def test_lm_eval_group_aggregates_are_compared(tmp_path):
         p.write_text(json.dumps(data))
     rep = run(tmp_path)
     assert "lora:mmlu:acc,none" in {f.locator for f in by_rule(rep, "EVL001")}
+
+
+def test_an_exact_base_name_wins_over_other_base_like_names(tmp_path):
+    # base + prompt_only + lora (a rollout evaluating two baselines): `base` stays the baseline, as before
+    _lf_run(tmp_path / "base", 52.8, 70.3)
+    _lf_run(tmp_path / "prompt_only", 50.0, 68.0)
+    _lf_run(tmp_path / "lora", 45.1, 63.0)
+    rep = run(tmp_path)
+    assert not by_rule(rep, "EVL017")
+    rows = [r for a in rep.artifacts for r in a.facts.get("comparison", [])]
+    assert {r["baseline"] for r in rows} == {"base"} and {r["variant"] for r in rows} == {"lora", "prompt_only"}

@@ -259,7 +259,8 @@ class EvalSlicesProbe(Probe):
         explicit = baseline_name(rollout, section)
         from probes.eval_slices.compare import pick_baseline
 
-        base = pick_baseline(names, explicit) if explicit else (plan.baseline or pick_baseline(names, None))
+        # an exact `base`/`baseline`/`prompt_only` name first (as before), then the one base-like name
+        base = pick_baseline(names, explicit) if explicit else (pick_baseline(names, None) or plan.baseline)
         where = tables[0].path
         if base is None:
             _COMPARISONS[rollout.root.resolve()] = []
@@ -814,7 +815,7 @@ def _table_from(
     tables = plan.tables
     names = sorted({v for t in tables for v in t.variants})
     explicit = baseline_name(rollout, ctx.section("eval"))
-    base = pick_baseline(names, explicit) if explicit else (plan.baseline or pick_baseline(names, None))
+    base = pick_baseline(names, explicit) if explicit else (pick_baseline(names, None) or plan.baseline)
     if base is None:
         return []
     opts = options(ctx, rollout)

@@ -96,8 +96,10 @@ def ids_of(rows: list[tuple[int, dict[str, Any]]], keys: list[str], groups: list
             g = groups[i] if groups else ""
             k = seen[(g, base)] = seen.get((g, base), -1) + 1
             base = f"{base}#{k}" if k else base
-        else:
-            base = f"row{i}"
+        else:  # position within its own variant: the same eval set in the same order
+            g = groups[i] if groups else ""
+            k = seen[(g, "")] = seen.get((g, ""), -1) + 1
+            base = f"row{k}"
         out.append(base)
     return out
 
