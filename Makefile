@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint fixtures bench clean
+.PHONY: demo test test-fast lint fixtures bench fuzz clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+# The fuzz suite's long run (tests/test_fuzz_readers.py; CI runs its bounded profile with the tests).
+# DOCTOR_FUZZ_LOG records each input tried (kind + rules) for the closing note.
+fuzz: $(STAMP)
+	DOCTOR_FUZZ=long DOCTOR_FUZZ_LOG=fuzz-inputs.jsonl $(BIN)/python -m pytest tests/test_fuzz_readers.py -q
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .

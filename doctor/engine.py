@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -36,6 +37,17 @@ def _run_probe(fn: Callable[..., Iterable[Finding]], args: tuple, path: Path, pr
         return list(fn(*args))
     except ReadError as err:
         return [read_error_finding(err)]
+    except OSError as exc:  # the file system refused a path the input named (too long, a loop, …): input, not a bug
+        named = os.fsdecode(exc.filename) if exc.filename is not None else ""
+        shown = named if len(named) <= 80 else named[:60] + "…" + named[-16:]
+        reason = exc.strerror or type(exc).__name__
+        return [
+            DOC_UNREADABLE.finding(
+                path,
+                f"{path.name}: cannot access {shown!r}: {reason}" if shown else f"{path.name}: {reason}",
+                evidence={"reason": reason, "probe": probe.name},
+            )
+        ]
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         return [

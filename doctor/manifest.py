@@ -70,6 +70,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ReadError(path, f"invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ReadError(path, f"not UTF-8 text ({exc.reason})", f"byte {exc.start}") from None
     except OSError as exc:
         raise ReadError(path, f"cannot read: {exc.strerror}") from None
     rollout = data.get("rollout")

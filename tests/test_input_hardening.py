@@ -198,3 +198,37 @@ def test_size_capped_reads_do_not_read_the_whole_file(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 24 << 20, f"peak {peak >> 20} MiB: the capped readers read the whole 64 MiB file"
+
+
+# --- defects the fuzz suite found (tests/test_fuzz_readers.py), pinned --------------------------------------
+def test_manifest_that_is_not_utf8_is_doc001_not_a_crash(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "rollout.toml").write_bytes(b'[rollout]\nname = "\x80"\n')
+    proc = run_doctor("check", "r", "--format", "json", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # was 2: UnicodeDecodeError escaped the scan
+    found = [(f["rule"], f["locator"]) for f in json.loads(proc.stdout)["findings"]]
+    assert ("DOC001", "byte 18") in found, found
+
+
+def test_safetensors_header_with_a_non_string_dtype_is_a_finding(tmp_path):
+    ad = tmp_path / "ad"
+    ad.mkdir()
+    shutil.copy(ROLLOUTS / "healthy" / "adapter" / "adapter_config.json", ad)
+    header = json.dumps({"w.lora_A.weight": {"dtype": {"x": "F32"}, "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (ad / "adapter_model.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 4)
+    proc = run_doctor("check", "ad", "--format", "json", cwd=tmp_path)
+    rules = {f["rule"] for f in json.loads(proc.stdout)["findings"]}
+    assert "DOC002" not in rules and "ADP001" in rules, rules
+
+
+def test_a_path_too_long_for_the_file_system_is_doc001(tmp_path):
+    (tmp_path / "r" / "serving").mkdir(parents=True)
+    (tmp_path / "r" / "serving" / "compose.yaml").write_text(
+        "services:\n  vllm:\n    image: vllm/vllm-openai:v0.6.3\n"
+        "    command: --model m --enable-lora --lora-modules a=/adapters/a\n"
+        f"    volumes:\n      - ./{'x' * 300}:/adapters/a\n"
+    )
+    proc = run_doctor("check", "r", "--format", "json", cwd=tmp_path)
+    findings = json.loads(proc.stdout)["findings"]
+    assert not [f for f in findings if f["rule"] == "DOC002"], findings
+    assert any(f["rule"] == "DOC001" and "File name too long" in f["message"] for f in findings), findings

@@ -104,7 +104,7 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict[str, str], int]
         if not isinstance(entry, dict):
             raise Unreadable(f"tensor {name!r}: entry is not an object", name)
         dtype, shape, offs = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-        if dtype not in ITEMSIZE:
+        if not isinstance(dtype, str) or dtype not in ITEMSIZE:
             raise Unreadable(f"tensor {name!r}: unknown dtype {dtype!r}", name)
         if not isinstance(shape, list) or not all(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
