@@ -277,6 +277,11 @@ class DoctorApp(App):
 
         self._go(JobsScreen)
 
+    def action_lab(self) -> None:
+        from doctor.tui.screens.lab import LabScreen
+
+        self._go(LabScreen)
+
     def _go(self, cls: type[Screen], *args: Any) -> None:
         """Open a main screen on top of the overview (replacing another main screen)."""
         while len(self.screen_stack) > 1:

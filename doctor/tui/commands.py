@@ -13,7 +13,7 @@ from textual.binding import Binding
 
 @dataclass(frozen=True)
 class Command:
-    scope: str  # "app", "overview", "playbook", "jobs", "modal"
+    scope: str  # "app", "overview", "playbook", "jobs", "lab", "modal"
     key: str
     action: str
     description: str  # footer text (short)
@@ -74,6 +74,14 @@ COMMANDS: tuple[Command, ...] = (
         "app", "e", "export", "Export", "Write the report to a file in any format", name="Export", footer=("overview",)
     ),
     Command("app", "r", "rescan", "Rescan", "Scan the rollout again", footer=("overview",)),
+    Command(
+        "app",
+        "L",
+        "lab",
+        "Lab",
+        "Show the doctor lab: prompt-only vs LoRA ranks vs QLoRA, the chosen variant and its canary",
+        footer=(),
+    ),
     Command("app", "q", "quit", "Quit", "Quit peft-doctor"),
     Command("overview", "slash", "filter", "Filter", "Filter findings (words, sev:error, rule:TRN*)", key_display="/"),
     Command(
@@ -122,6 +130,20 @@ COMMANDS: tuple[Command, ...] = (
     Command("jobs", "escape", "back", "Back", "Back to the findings"),
     Command("jobs", "c", "cancel_job", "Cancel job", "Cancel the selected job"),
     Command("jobs", "g", "refresh_jobs", "Refresh", "Reload the job list now", show=False, name="Refresh jobs"),
+    Command("lab", "escape", "back", "Back", "Back to the findings"),
+    Command(
+        "lab",
+        "left_square_bracket",
+        "switch_lab(-1)",
+        "Prev",
+        "Show the previous lab",
+        key_display="[",
+        name="Previous lab",
+    ),
+    Command(
+        "lab", "right_square_bracket", "switch_lab(1)", "Next", "Show the next lab", key_display="]", name="Next lab"
+    ),
+    Command("lab", "g", "refresh_lab", "Refresh", "Reload the lab report now", show=False, name="Refresh lab"),
 )
 
 
