@@ -253,6 +253,10 @@ def compare(
 
 
 def render_comparison(c: dict[str, Any]) -> list[str]:
+    if "parity" in c:  # a parity job measures, it compares no before/after
+        from doctor.jobs.parity import render_parity
+
+        return render_parity(c["parity"])
     lines = [
         f"Before → after ({', '.join(c.get('families') or [])} rules): "
         f"{c['before']['findings']} → {c['after']['findings']} findings; "

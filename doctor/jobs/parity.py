@@ -235,7 +235,7 @@ def run_parity(spec: dict[str, Any], out: Path, emit: Callable[[dict[str, Any]],
         why = (
             f"the adapter moves logits by up to {effect:.4g} (token agreement with the base "
             f"{base_vs_adapter['token_agreement']:.1%}); the merged export matches it within "
-            f"{adapter_vs_merged['max_logit_diff']:.3g} ({rel:.2%} of that effect)"
+            f"{adapter_vs_merged['max_logit_diff']:.3g} ({rel:.2g} of that effect)"
         )
     notes = []
     if quant_rows:
@@ -270,3 +270,28 @@ def run_parity(spec: dict[str, Any], out: Path, emit: Callable[[dict[str, Any]],
     (out / "parity.json").write_text(json.dumps(result, indent=2, default=str), encoding="utf-8")
     emit({"event": "parity", **{k: result[k] for k in ("verdict", "why", "pairs")}})
     return {"parity": result, "parity_report": str(out / "parity.json")}
+
+
+def render_parity(p: dict[str, Any]) -> list[str]:
+    """Text lines for `doctor jobs show` and the TUI job view."""
+
+    def pc(v: Any) -> str:
+        return f"{v * 100:.1f}%" if isinstance(v, (int, float)) else "-"
+
+    lines = [f"Parity on {p.get('probes')} probes ({p.get('device')}): {p.get('verdict')} — {p.get('why', '')}"]
+    lines.append(f"  {'pair':<20} {'token agreement':>16} {'max |Δlogit|':>13} {'mean |Δlogit|':>14}")
+    for name, pair in (p.get("pairs") or {}).items():
+        lines.append(
+            f"  {name:<20} {pc(pair.get('token_agreement')):>16} {pair.get('max_logit_diff', '-'):>13.4g} "
+            f"{pair.get('mean_logit_diff') or 0:>14.3g}"
+        )
+    acc = p.get("accuracy") or {}
+    forms = [f for f in ("base", "adapter", "merged") if f in acc]
+    slices = sorted({s for f in forms for s in acc[f].get("slices", {})})
+    lines.append(f"  {'slice':<12} " + " ".join(f"{f:>8}" for f in forms))
+    for s in [*slices, "overall"]:
+        cells = [acc[f]["accuracy"] if s == "overall" else acc[f]["slices"].get(s, {}).get("accuracy") for f in forms]
+        lines.append(f"  {s:<12} " + " ".join(f"{pc(c):>8}" for c in cells))
+    for note in p.get("quantization_notes") or []:
+        lines.append(f"  QLoRA: {note}")
+    return lines

@@ -59,7 +59,27 @@ def has_tokenizer(folder: Path) -> bool:
     return any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
 
 
+_CACHE: dict[tuple, Tok | None] = {}
+
+
 def read_tokenizer(folder: Path) -> Tok | None:
+    """The tokenizer files of a folder, read once per (size, mtime) of each: many routes share a base."""
+    stamp = []
+    for name in FILES:
+        try:
+            st = (folder / name).stat()
+            stamp.append((name, st.st_size, st.st_mtime_ns))
+        except OSError:
+            continue
+    key = (str(folder.resolve()), tuple(stamp))
+    if key not in _CACHE:
+        if len(_CACHE) > 256:
+            _CACHE.clear()
+        _CACHE[key] = _read_tokenizer(folder)
+    return _CACHE[key]
+
+
+def _read_tokenizer(folder: Path) -> Tok | None:
     if not has_tokenizer(folder):
         return None
     t = Tok(folder)
