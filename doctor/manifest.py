@@ -31,6 +31,7 @@ registry = "registry.yaml"
 
 [training]
 log_dir = "train"                      # where trainer_state.json / runs/ live
+command = ["trl", "sft", "--config", "sft.yaml"]  # optional: retrain with this command (doctor.jobs.external)
 
 [recipe]                               # TrainingArguments fields, exactly as passed
 learning_rate = 2e-4

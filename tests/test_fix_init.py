@@ -135,3 +135,42 @@ async def test_tui_offers_init_instead_of_a_job_that_cannot_run(tmp_path):
         await pilot.pause(0.3)
         assert app.screen is screen  # no confirmation dialog: nothing to launch
         assert any("doctor init" in str(n.message) for n in app._notifications)
+
+
+@pytest.mark.anyio
+async def test_job_confirmation_summary_first_scrolls_and_buttons_fit_80x24(tmp_path):
+    from test_tui_support import screen_text, settle
+
+    from doctor.config import Settings
+    from doctor.jobs.api import spec_from_action
+    from doctor.tui import make_app
+    from doctor.tui.screens.confirm import ConfirmJobScreen
+
+    world = tmp_path / "fixtures"
+    world.mkdir()
+    for part in ("models", "data"):
+        (world / part).symlink_to(FIXTURES / part)
+    shutil.copytree(ROLLOUTS / "qlora-unstable", world / "rollouts" / "qlora-unstable")
+    root = world / "rollouts" / "qlora-unstable"
+    spec = spec_from_action(root, {"kind": "retrain", "overrides": {"learning_rate": "x0.5", "max_grad_norm": 0.3}})
+    app = make_app([root], Settings())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(ConfirmJobScreen(spec, "Retrain with a bounded learning rate"))
+        await pilot.pause(0.3)
+        text = screen_text(app)
+        # the summary comes first: what changes, from → to (the spec follows below it)
+        assert "Launch this job?  retrain qlora: learning_rate 0.02 → 0.0002" in text, text
+        assert text.index("Launch this job?") < text.index('"schema"')
+        screen = app.screen
+        for bid in ("#launch", "#cancel"):  # both buttons inside the 80x24 screen
+            region = screen.query_one(bid).region
+            assert region.height > 0 and region.bottom <= 24 and region.right <= 80, (bid, region)
+        box = screen.query_one("#confirm-spec")
+        assert box.max_scroll_y > 0  # the spec is longer than the room it has
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert box.scroll_y > 0
+        await pilot.press("n")
+        await pilot.pause()
+        assert app.screen is not screen

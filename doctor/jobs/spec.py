@@ -47,6 +47,7 @@ _RETRAIN = _COMMON | {
     "resume_from_checkpoint",
     "register",
     "max_length",
+    "trainer",
 }
 _REEVAL = _COMMON | {"adapter", "eval_set", "variant", "quantization", "scorers", "batch_size", "max_new_tokens"}
 _PARITY = _COMMON | parity.FIELDS  # doctor/jobs/parity.py
@@ -222,6 +223,15 @@ def _validate_retrain(s: dict[str, Any], base_dir: Path | None) -> None:
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
             raise SpecError(f"{key} {v!r}: expected an integer >= 1")
     s.setdefault("register", True)
+    trainer = s.get("trainer")
+    if trainer is not None:
+        cmd = trainer.get("command") if isinstance(trainer, dict) else None
+        if not (isinstance(cmd, list) and cmd and all(isinstance(x, str) and x for x in cmd)):
+            raise SpecError(
+                'trainer.command: expected the training command as a list, e.g. ["trl", "sft", "--config", "sft.yaml"]'
+            )
+        if trainer.get("cwd") is not None:
+            trainer["cwd"] = _abs(trainer["cwd"], base_dir, "trainer.cwd")
 
 
 def _validate_reeval(s: dict[str, Any], base_dir: Path | None) -> None:
@@ -402,8 +412,11 @@ def spec_from_action(
     )
     if not train_abs:
         raise SpecError(f"{root}/rollout.toml: [data] train is missing; a retrain needs the training data")
+    command = (m.get("training") or {}).get("command")
+    if command:  # the rollout trains with its own command (TRL CLI, a script): doctor.jobs.external runs it
+        spec["trainer"] = {"command": command, "cwd": str(root)}
     every = checkpoint_every(new)
-    if every:
+    if every and not command:
         spec["save_steps"] = every
     return validate_spec(spec)
 

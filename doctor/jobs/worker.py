@@ -118,19 +118,25 @@ def run_retrain(spec: dict[str, Any], out: Path, emit: Emitter) -> dict[str, Any
         cb = budget_callback(lab, emit)
         callbacks = [cb] if cb else []
     t0 = time.perf_counter()
-    summary = train_adapter(
-        recipe,
-        base_model=Path(spec["base_model"]),
-        train_file=Path(data["train"]),
-        train_slices=slices,
-        output_dir=out,
-        on_event=emit,
-        resume_from_checkpoint=spec.get("resume_from_checkpoint"),
-        mix=data.get("mix"),
-        base_model_name=spec.get("base_model_name"),
-        max_length=max_length,
-        callbacks=callbacks,
-    )
+    if spec.get("trainer"):  # the rollout's own training command (TRL CLI, a script): doctor.jobs.external
+        from doctor.jobs.external import run_command_retrain
+
+        ran = run_command_retrain(spec, out, emit)
+        summary = ran["summary"]
+    else:
+        summary = train_adapter(
+            recipe,
+            base_model=Path(spec["base_model"]),
+            train_file=Path(data["train"]),
+            train_slices=slices,
+            output_dir=out,
+            on_event=emit,
+            resume_from_checkpoint=spec.get("resume_from_checkpoint"),
+            mix=data.get("mix"),
+            base_model_name=spec.get("base_model_name"),
+            max_length=max_length,
+            callbacks=callbacks,
+        )
     train_s = time.perf_counter() - t0
     train_peak = None
     if lab:
