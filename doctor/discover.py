@@ -32,7 +32,9 @@ _SERVING_WORDS = re.compile(
 # A Python file is a launcher only when an engine entry point sits in a string literal of an argument list.
 _PY_LAUNCHER = re.compile(
     r"""["'](?:sglang\.launch_server|vllm\.entrypoints\.openai\.api_server)["']|["']vllm["']\s*,\s*["']serve["']|"""
-    r"""\bServerArgs\(\s*model_path\s*="""
+    r"""\bServerArgs\(\s*model_path\s*=|"""
+    r"""\b(?:system|run|Popen|call|check_call|check_output)\(\s*f?["'][^"'\n]*"""
+    r"""(?:vllm\s+serve|sglang\.launch_server|vllm\.entrypoints)"""
 )
 _COMPOSE_NAME = re.compile(r"^(?:docker-)?compose[\w.-]*\.ya?ml$")
 _BUILD_DOCKERFILE = re.compile(r"^\s*(?:dockerfile|build)\s*:\s*['\"]?([\w./-]+)", re.M)

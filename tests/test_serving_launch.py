@@ -195,6 +195,18 @@ def test_python_server_args_and_plain_python_is_ignored(tmp_path):
     assert (srv.engine, srv.model, srv.routes, srv.max_loras) == ("sglang", "models/tiny-base", ["support-bot"], 2)
     other = write(tmp_path / "train.py", "import peft\nprint('vllm serve is mentioned in a comment only')\n")
     assert classify_file(other) is None
+    shell = write(
+        tmp_path / "run.py",
+        '''
+        """Usage: vllm serve some/model --enable-lora (a docstring, not a launch)"""
+        import os, subprocess
+        BASE = "models/tiny-base"
+        subprocess.run(f"vllm serve {BASE} --enable-lora --lora-modules bot=./adapter", shell=True)
+        ''',
+    )
+    assert classify_file(shell) == "serving_config"
+    srv = only_server(shell)
+    assert (srv.model, srv.routes, srv.line) == ("models/tiny-base", ["bot"], 4)
 
 
 KUBEAI = """
@@ -389,3 +401,26 @@ def test_nothing_recognisable_stays_doc003(tmp_path):
     assert discover(tmp_path) == []
     report = run(tmp_path)
     assert [f.rule for f in report.findings] == ["DOC003"]
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("Makefile", "serve:\n\tvllm serve $(A $(B)) --lora-modules 'x=\n\t@\n\\\n"),
+        ("Makefile", "A = $(A)\nserve:\n\tvllm serve $(A) --max-lora-rank $(A)\n"),
+        ("launch.py", "cmd = ['vllm', 'serve'\nsubprocess.run(cmd)\n"),
+        ("launch.py", "cmd = ['python', '-m', 'sglang.launch_server', *rest, f'{x!r:>{w}}', 3.5, None]\n"),
+        ("launch.py", "ServerArgs(model_path=f(), lora_paths=[{'a': 1}], max_loras_per_batch='many')\n"),
+        ("model.yaml", "apiVersion: kubeai.org/v1\nkind: Model\nmetadata: [x]\nspec:\n  engine: VLLM\n  adapters: 7\n"),
+        ("model.yaml", "apiVersion: kubeai.org/v1\nkind: Model\nspec: {engine: VLLM, url: 5, args: {a: 1}}\n"),
+        ("values.yaml", "servingEngineSpec:\n  modelSpec: [1, {vllmConfig: 3, name: {x: 1}}, {extraArgs: x}]\n"),
+        ("values.yaml", "image: {repository: vllm/vllm-openai, tag: [1]}\nargs: 5\n"),
+        ("litellm.yaml", "model_list: [1, {litellm_params: 3}, {model_name: a, litellm_params: {model: 7}}]\n"),
+        ("docker-compose.yml", "services:\n  a:\n    build: {context: 5, dockerfile: [x]}\n    command: --model m\n"),
+    ],
+)
+def test_broken_launch_files_never_crash(tmp_path, name, text):
+    root = make_rollout(tmp_path / "r", name, text)
+    report = run(root)
+    crashes = [(f.rule, f.message) for f in report.findings if f.rule == "DOC002"]
+    assert not crashes

@@ -8,7 +8,8 @@ command scanner as a shell script; each server is named after its target (`Makef
 Python: the file is parsed with `ast` (never run). A launcher is a list literal that names an engine
 entry point (`["python", "-m", "sglang.launch_server", "--lora-paths", …]`, `["vllm", "serve", …]`),
 extended in place by `cmd += [...]`, `cmd.extend([...])`, `cmd.append(x)`; or an SGLang
-`ServerArgs(model_path=…, lora_paths=[…])` call; or a command string run through a shell. Names bound
+`ServerArgs(model_path=…, lora_paths=[…])` call; or a command string handed to os.system / subprocess
+(a docstring that only mentions `vllm serve` is no launch). Names bound
 to string constants (also `os.environ.get("X", "default")`) are substituted; anything else stays an
 unresolved `${name}` and is reported as such.
 """
@@ -112,6 +113,9 @@ _ENTRY_TOKENS = (
 def _unknown(node: ast.AST) -> str:
     """A value doctor cannot know statically, as a ${NAME} the interpolation step reports as unresolved."""
     return "${" + (re.sub(r"\W+", "_", ast.unparse(node)).strip("_") or "expr") + "}"
+
+
+_RUNNERS = {"system", "run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"}
 
 
 class _Resolver:
@@ -225,13 +229,12 @@ def parse_python(path: Path, text: str, env: dict[str, str]) -> C.ParsedConfig:
                 items = res.items(k.value)
                 kw[k.arg] = items if items is not None else res.token(k.value)
             kwargs_calls.append((node.lineno, kw))
-        if (
-            isinstance(node, ast.Constant)
-            and isinstance(node.value, str)
-            and C._LAUNCH.search(node.value)
-            and node.value.strip() not in _ENTRY_TOKENS
-        ):
-            shell_lines.append((node.lineno, node.value))
+        if isinstance(node, ast.Call) and node.args and ast.unparse(node.func).rsplit(".", 1)[-1] in _RUNNERS:
+            # a command string handed to a shell (os.system, subprocess.run(..., shell=True)); docstrings and
+            # comments that merely mention `vllm serve` are not launches
+            cmd = res.value(node.args[0])
+            if cmd is not None and C._LAUNCH.search(cmd):
+                shell_lines.append((node.lineno, cmd))
     for name in order:
         line, tokens = lists[name]
         if not _is_launcher(tokens):
