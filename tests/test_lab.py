@@ -327,3 +327,32 @@ def test_lab_orchestrator_imports_no_training_stack(tmp_path):
     )
     proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert "HEAVY=\n" in proc.stderr + "\n" and (tmp_path / "l.toml").is_file(), proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "rule", "leaf_text"),
+    [
+        (SWEEP, "EVL045", "LoRA: prompting plateaued"),
+        ({"lora-r2": dict(BASE), "lora-r4": {**BASE, "arithmetic": 51}}, "EVL044", "Prompt optimization first"),
+    ],
+)
+def test_lab_verdict_is_evidence_for_the_adaptation_path_playbook(tmp_path, outcomes, rule, leaf_text):
+    from doctor.config import Settings
+    from doctor.engine import check
+    from doctor.triage import run_triage
+
+    spec, jobs, methods = lab_from(tmp_path, outcomes)
+    report = L.assemble(spec, jobs, methods, None, spec.eval_set, 0.0, register=False)
+    spec.lab_dir.mkdir(parents=True, exist_ok=True)
+    (spec.lab_dir / "report.json").write_text(json.dumps(report))
+    found = [f for f in check([spec.rollout], Settings()).findings if f.rule in ("EVL044", "EVL045")]
+    assert [f.rule for f in found] == [rule] and found[0].severity.value == "info"
+    if rule == "EVL045":
+        assert "chose lora-r4 (overall 78.5%" in found[0].message
+    else:
+        assert "best lora-r4: overall +0.2 pts" in found[0].message
+    answers = {"knowledge": "no", "behaviour": "no"}
+    (rt,) = run_triage([spec.rollout], Settings(), answers, entry="adaptation_path")
+    path = [(s.node, s.answer) for s in rt.triage.path]
+    assert ("lab_beats_prompt", "yes" if rule == "EVL045" else "no") in path
+    assert leaf_text in rt.triage.diagnosis

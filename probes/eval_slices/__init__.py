@@ -19,8 +19,8 @@ PROBES = [
         "probes.eval_slices.probe:EvalSlicesProbe",
         rollout_kinds={"eval_table", "manifest"},
     ),
-    # canary rollback thresholds registered by `doctor lab` (probes/eval_slices/canary.py)
-    LazyProbe("eval_canary", set(), "probes.eval_slices.canary:CanaryProbe", rollout_kinds={"registry"}),
+    # canary rollback thresholds and lab verdicts written by `doctor lab` (probes/eval_slices/canary.py)
+    LazyProbe("eval_canary", set(), "probes.eval_slices.canary:CanaryProbe", rollout_kinds={"registry", "manifest"}),
 ]
 
 

@@ -1,4 +1,9 @@
-"""Canary rollback rules (EVL040-043): a canary eval table read against the plan `doctor lab` registered.
+"""Canary rollback rules (EVL040-043) and the lab's verdict (EVL044-045), from what `doctor lab` wrote.
+
+EVL044/EVL045: the rollout's `.doctor/lab/*/report.json` (docs/lab.md) — PEFT not justified, or the chosen
+variant — evidence the adaptation-path playbook branches on.
+
+The canary: a canary eval table read against the plan `doctor lab` registered.
 
 A registry entry with `status: canary` and a `canary_plan` (a JSON file, schema `peft-doctor/canary/1`,
 path relative to the registry file; docs/lab.md) names the canary's eval table and its rollback thresholds:
@@ -78,7 +83,33 @@ CANARY_BAD_PLAN = rule(
     "Re-run `doctor lab run` (it writes the plan) or fix the `canary_plan` path in the registry.",
 )
 
-RULES = (CANARY_SLICE, CANARY_SAFETY, CANARY_NO_TABLE, CANARY_BAD_PLAN)
+LAB_NOT_JUSTIFIED = rule(
+    "EVL044",
+    "Lab: PEFT not justified",
+    "info",
+    [],
+    """
+    The rollout's last `doctor lab` run (`.doctor/lab/<name>/report.json`) found no trained variant whose
+    overall paired 95% interval against the prompt-only baseline lies above zero: at this budget and eval
+    set, LoRA and QLoRA do not beat prompting beyond noise. The adaptation-path playbook reads this as
+    "prompt optimization has not plateaued".
+    """,
+    "Keep improving the prompt (template, few-shot examples); re-run the lab with more data or steps to look again.",
+)
+LAB_CHOSEN = rule(
+    "EVL045",
+    "Lab: a trained variant beats prompt-only",
+    "info",
+    [],
+    """
+    The rollout's last `doctor lab` run found a trained variant that beats the prompt-only baseline beyond
+    noise; the message names the chosen variant (the smallest rank meeting the target) and its numbers. The
+    adaptation-path playbook reads this as evidence that prompting plateaued below what an adapter reaches.
+    """,
+    "Ship the chosen variant as the canary the lab registered; `doctor check` then guards it (EVL040/EVL041).",
+)
+
+RULES = (CANARY_SLICE, CANARY_SAFETY, CANARY_NO_TABLE, CANARY_BAD_PLAN, LAB_NOT_JUSTIFIED, LAB_CHOSEN)
 
 
 def wilson(k: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -166,7 +197,7 @@ class CanaryProbe(Probe):
     def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
         from probes.registry.store import load
 
-        out: list[Finding] = []
+        out: list[Finding] = list(self._labs(rollout))
         for art in rollout.of_kind("registry"):
             try:
                 reg = load(art.path)
@@ -177,6 +208,54 @@ class CanaryProbe(Probe):
                     continue
                 out.extend(self._entry(reg.folder, art.path, entry))
         return out
+
+    def _labs(self, rollout: Rollout) -> Iterable[Finding]:
+        """One EVL044/EVL045 finding per lab report of the rollout (its `.doctor/lab/*/report.json`)."""
+        base = rollout.root / ".doctor" / "lab"
+        if not base.is_dir():
+            return
+        for path in sorted(base.glob("*/report.json")):
+            try:
+                rep = json.loads(path.read_text(encoding="utf-8"))
+                rows = {v["name"]: v for v in rep["variants"]}
+                justified, chosen = bool(rep["peft_justified"]), rep.get("chosen")
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                yield CANARY_BAD_PLAN.finding(
+                    path, f"lab report {path} cannot be read: {type(exc).__name__}: {exc}", locator="lab"
+                )
+                continue
+            trained = [v for v in rows.values() if v.get("method") in ("lora", "qlora") and v.get("overall_ci")]
+            ev = {
+                "lab": path.parent.name,
+                "peft_justified": justified,
+                "chosen": chosen,
+                "variants": {n: {k: v.get(k) for k in ("overall", "overall_delta", "overall_ci", "meets_target")}
+                             for n, v in rows.items()},
+            }  # fmt: skip
+            if not justified:
+                best = max(trained, key=lambda v: v.get("overall_delta") or -1, default=None)
+                detail = (
+                    f"; best {best['name']}: overall {best['overall_delta'] * 100:+.1f} pts (95% CI "
+                    f"{best['overall_ci'][0] * 100:+.1f} … {best['overall_ci'][1] * 100:+.1f})"
+                    if best and best.get("overall_delta") is not None and None not in best["overall_ci"]
+                    else ""
+                )
+                yield LAB_NOT_JUSTIFIED.finding(
+                    path,
+                    f"lab {path.parent.name}: no trained variant beats prompt-only beyond noise{detail}",
+                    locator=f"lab {path.parent.name}",
+                    evidence=ev,
+                )
+            else:
+                c = rows.get(chosen) if chosen else None
+                what = (
+                    f"chose {chosen} (overall {c['overall'] * 100:.1f}%, {c['overall_delta'] * 100:+.1f} pts vs "
+                    "prompt-only)"
+                    if c and c.get("overall") is not None and c.get("overall_delta") is not None
+                    else "no variant met the target, though one beats prompt-only beyond noise"
+                )
+                yield LAB_CHOSEN.finding(path, f"lab {path.parent.name}: {what}", locator=f"lab {path.parent.name}",
+                                         evidence=ev)  # fmt: skip
 
     def _entry(self, folder: Path, registry: Path, entry: dict[str, Any]) -> Iterable[Finding]:
         who = f"{entry.get('name')} v{entry.get('version')}"
