@@ -18,6 +18,7 @@ from probes.adapter.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec
 from probes.adapter.matching import Matching, Target, match_targets
 from probes.adapter.peft_config import SavedModule, layer_of
 from probes.adapter.rules import BASE_NAMES, BASE_SHAPES, BASE_UNKNOWN
+from probes.adapter.tuners import expected_shapes
 
 
 @dataclass
@@ -116,6 +117,10 @@ def shape_problems(sc: Any, res: Resolved) -> list[tuple[str, str]]:
                 continue
             if got != exp:
                 out.append((roles["A"], f"{path} is {got[0]}→{got[1]}, base has {exp[0]}→{exp[1]}"))
+        if spec.kind in (LINEAR, CONV1D):
+            shapes = {role: tuple(sc.tensors[k].shape) for role, k in roles.items()}
+            for role, msg in expected_shapes(shapes, spec.in_features, spec.out_features):
+                out.append((roles[role], f"{path}: {msg}"))
         mag = _shape(sc, roles.get("magnitude"))
         if mag and spec.kind != EMBEDDING and mag[-1] != spec.out_features and mag[0] != spec.out_features:
             out.append((roles["magnitude"], f"DoRA magnitude has {mag[0]} entries, base {spec.path} has "

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes.adapter.arch import ADAPTABLE, CONTAINER, CONV1D, EMBEDDING, LINEAR, PARAM, Architecture, Spec
+from probes.adapter.tuners import tuner_for
 
 ALL_LINEAR = "all-linear"
 # peft.utils.transformers_weight_conversion: v4 MoE target names → the v5 parameter they became.
@@ -246,9 +247,10 @@ def match_targets(adapter_config: Any, arch: Architecture) -> Matching:
     adapter_config = convert_legacy_moe(adapter_config, arch)
     if adapter_config.get("target_modules") != original.get("target_modules"):
         m.converted_moe = True
-    r = _field(adapter_config, "r")
+    tuner = tuner_for(_field(adapter_config, "peft_type"))
+    r = _field(adapter_config, tuner.rank_field or "r")
     r = r if isinstance(r, int) and not isinstance(r, bool) and r > 0 else 8
-    alpha = _num(_field(adapter_config, "lora_alpha")) or 8.0
+    alpha = _num(_field(adapter_config, tuner.alpha_field or "lora_alpha")) or 8.0
     rs = bool(_field(adapter_config, "use_rslora", False))
     rank_pattern = _field(adapter_config, "rank_pattern", {})
     alpha_pattern = _field(adapter_config, "alpha_pattern", {})
@@ -256,13 +258,21 @@ def match_targets(adapter_config: Any, arch: Architecture) -> Matching:
     alpha_pattern = alpha_pattern if isinstance(alpha_pattern, dict) else {}
     used_patterns: set[str] = set()
 
+    masks = {}  # AdaLoRA: rank_pattern holds budget masks {"<path>.lora_E": [bool, …]}, not ranks
+    if tuner.label == "AdaLoRA":
+        masks = {str(k).removesuffix(".lora_E"): v for k, v in rank_pattern.items() if isinstance(v, list)}
+        used_patterns.update(k for k in rank_pattern if isinstance(rank_pattern[k], list))
+
     def target(spec: Spec, saved: str) -> Target:
         rk, ak = pattern_key(rank_pattern, spec.path), pattern_key(alpha_pattern, spec.path)
         rr = rank_pattern[rk] if rk is not None and isinstance(rank_pattern[rk], int) else r
+        if spec.path in masks:
+            rr = sum(1 for x in masks[spec.path] if x is True)
         aa = _num(alpha_pattern[ak]) if ak is not None else None
         aa = alpha if aa is None else aa
         used_patterns.update(k for k in (rk, ak) if k is not None)
-        scale = aa / math.sqrt(rr) if rs else aa / rr
+        # AdaLoRA divides by its initial rank (ranknum), whatever the mask kept
+        scale = aa / r if tuner.label == "AdaLoRA" else aa / math.sqrt(rr) if rs else aa / max(rr, 1)
         return Target(spec, saved, rr, aa, scale)
 
     tm = _field(adapter_config, "target_modules")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.safeio import loads_json
+from probes.adapter.tuners import Tuner, describe, tuner_for
 
 # First PEFT release that knows a field (a config using it cannot be read by older PEFT/servers).
 FIELD_SINCE = {
@@ -37,6 +38,13 @@ _SUFFIXES = (
     (".lora_magnitude_vector", "magnitude"),
     (".lora_A.bias", "bias_A"),
     (".lora_B.bias", "bias_B"),
+    # AdaLoRA keeps its factors as bare parameters (probes/adapter/tuners.py lists every type's tensors)
+    (".lora_A", "A"),
+    (".lora_B", "B"),
+    (".lora_E", "E"),
+    (".ia3_l", "ia3"),
+    *((f".{n}", n) for n in ("hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b")),
+    *((f".{n}", n) for n in ("lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b")),
 )
 
 
@@ -65,14 +73,31 @@ class AdapterConfig:
         return default if v is None else v
 
     @property
+    def tuner(self) -> Tuner:
+        return tuner_for(self.raw.get("peft_type"))
+
+    @property
     def r(self) -> int | None:
-        v = self.raw.get("r")
+        """The rank (AdaLoRA: init_r, the rank its factors start with); None for IA3 and unknown types."""
+        v = self.raw.get(self.tuner.rank_field) if self.tuner.rank_field else None
         return v if isinstance(v, int) and not isinstance(v, bool) else None
 
     @property
     def alpha(self) -> float | None:
-        v = self.raw.get("lora_alpha")
+        v = self.raw.get(self.tuner.alpha_field) if self.tuner.alpha_field else None
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    @property
+    def rank_masks(self) -> dict[str, int]:
+        """AdaLoRA: module path → ranks kept by the saved budget mask (rank_pattern {"<path>.lora_E": [bool]})."""
+        if self.tuner.label != "AdaLoRA":
+            return {}
+        v = self.raw.get("rank_pattern") or {}
+        out = {}
+        for k, mask in v.items() if isinstance(v, dict) else ():
+            if isinstance(mask, list) and all(isinstance(x, bool) for x in mask):
+                out[str(k).removesuffix(".lora_E")] = sum(mask)
+        return out
 
     @property
     def use_rslora(self) -> bool:
@@ -93,6 +118,9 @@ class AdapterConfig:
         return {str(k): float(x) for k, x in v.items() if isinstance(x, (int, float))} if isinstance(v, dict) else {}
 
     def rank_for(self, module: str) -> int | None:
+        masks = self.rank_masks
+        if module in masks:
+            return masks[module]
         key = match_pattern(self.rank_pattern, module)
         return self.rank_pattern[key] if key is not None else self.r
 
@@ -174,27 +202,39 @@ def read_config(path: Path) -> AdapterConfig:
     cfg = AdapterConfig(raw)
     iss = cfg.issues
     peft_type = raw.get("peft_type")
+    tuner = cfg.tuner
     if peft_type is None:
         iss.append(ConfigIssue("peft_type", "peft_type is missing (PEFT cannot tell which tuner to build)"))
     elif str(peft_type).upper() != "LORA":
-        iss.append(ConfigIssue("peft_type", f"peft_type is {peft_type!r}; these checks cover LoRA only", "info"))
-    r = raw.get("r")
-    if r is None:
-        iss.append(ConfigIssue("r", "r is missing"))
-    elif cfg.r is None or cfg.r <= 0:
-        iss.append(ConfigIssue("r", f"r = {r!r}; must be a positive integer"))
-    if "lora_alpha" not in raw:
-        iss.append(ConfigIssue("lora_alpha", "lora_alpha is missing"))
-    elif cfg.alpha is None:
-        iss.append(ConfigIssue("lora_alpha", f"lora_alpha = {raw['lora_alpha']!r}; must be a number"))
-    elif cfg.alpha <= 0:
-        iss.append(ConfigIssue("lora_alpha", f"lora_alpha = {cfg.alpha:g}; must be > 0", "warning"))
+        iss.append(ConfigIssue("peft_type", f"peft_type is {peft_type!r}; {describe(peft_type)}", "info"))
+    rf, af = tuner.rank_field, tuner.alpha_field
+    if rf is not None:
+        r = raw.get(rf)
+        if r is None:
+            iss.append(ConfigIssue(rf, f"{rf} is missing"))
+        elif cfg.r is None or cfg.r <= 0:
+            iss.append(ConfigIssue(rf, f"{rf} = {r!r}; must be a positive integer"))
+    if af is not None:
+        if af not in raw:
+            iss.append(ConfigIssue(af, f"{af} is missing"))
+        elif cfg.alpha is None:
+            iss.append(ConfigIssue(af, f"{af} = {raw[af]!r}; must be a number"))
+        elif cfg.alpha <= 0:
+            iss.append(ConfigIssue(af, f"{af} = {cfg.alpha:g}; must be > 0", "warning"))
+    if raw.get("use_dora") and raw.get("target_parameters"):
+        iss.append(
+            ConfigIssue(
+                "use_dora",
+                "use_dora with target_parameters: PEFT raises 'lora.ParamWrapper does not work with LoRA variants "
+                "like DoRA' when it builds the expert wrappers",
+            )
+        )
     tm = raw.get("target_modules")
     if tm is None and not raw.get("target_parameters"):
         iss.append(ConfigIssue("target_modules", "target_modules is missing"))
     elif tm is not None and not (isinstance(tm, str) or (isinstance(tm, list) and all(isinstance(x, str) for x in tm))):
         iss.append(ConfigIssue("target_modules", f"target_modules = {tm!r}; expected a list of names or a regex"))
-    elif isinstance(tm, list) and not tm:
+    elif isinstance(tm, list) and not tm and not raw.get("target_parameters"):
         iss.append(ConfigIssue("target_modules", "target_modules is an empty list"))
     elif isinstance(tm, str) and tm != "all-linear":
         try:
@@ -212,6 +252,10 @@ def read_config(path: Path) -> AdapterConfig:
             iss.append(ConfigIssue(name, f"{name} = {v!r}; expected an object"))
             continue
         for k, x in v.items():
+            if name == "rank_pattern" and tuner.label == "AdaLoRA":  # budget masks: one bool per initial rank
+                if not (isinstance(x, list) and all(isinstance(b, bool) for b in x)):
+                    iss.append(ConfigIssue(name, f"{name}[{k!r}] = {x!r}; AdaLoRA expects a mask of bools"))
+                continue
             ok = isinstance(x, int) and x > 0 if name == "rank_pattern" else isinstance(x, (int, float)) and x > 0
             if not ok or isinstance(x, bool):
                 iss.append(ConfigIssue(name, f"{name}[{k!r}] = {x!r}; expected a positive number"))

@@ -36,6 +36,7 @@ from probes.adapter.rules import (
 )
 from probes.adapter.scan import WEIGHT_NAMES, Scan, scan_adapter
 from probes.adapter.stats import energy_rank
+from probes.adapter.tuners import applies, tuner_for
 
 
 def _sha_wanted(ctx: ProbeContext) -> bool | None:
@@ -79,14 +80,21 @@ class AdapterProbe(Probe):
                 )
             )
         out += config_fields(sc)
-        out += consistency(sc)
+        peft_type = sc.config.raw.get("peft_type") if sc.config is not None else None
+
+        def on(rule_id: str) -> bool:  # IA3, LoHa, LoKr, …: only the checks that mean something for them
+            return applies(peft_type, rule_id)
+
+        out += consistency(sc) if on("ADP004") else []
         out += non_finite(sc)
-        out += dead(sc, ctx)
-        out += outliers(sc, ctx)
-        out += _once_per_run(underused(sc, ctx), artifact.path, ctx)
-        out += scaling(sc, ctx)
-        out += dora(sc)
-        out += base_checks(sc, ctx, artifact)
+        out += dead(sc, ctx) if on("ADP007") else []
+        out += outliers(sc, ctx) if on("ADP008") else []
+        out += _once_per_run(underused(sc, ctx), artifact.path, ctx) if on("ADP009") else []
+        out += scaling(sc, ctx) if on("ADP010") else []
+        out += dora(sc) if on("ADP011") else []
+        out += [f for f in base_checks(sc, ctx, artifact) if f.rule not in ("ADP012", "ADP013") or on(f.rule)]
+        tuner = tuner_for(peft_type)
+        artifact.facts["checks"] = {"applied": list(tuner.checks), "not_applicable": tuner.skipped()}
         artifact.facts["summary"] = summary(artifact.facts)
         return out
 
@@ -265,7 +273,9 @@ def _expected_rank(sc: Scan, path: str) -> tuple[int | None, int, str]:
     assert cfg is not None
     t = sc.resolved.targets.get(path) if sc.resolved is not None else None
     if t is not None:
-        what = "rank_pattern" if t.r != cfg.r else "r"
+        what = "rank_pattern" if t.r != cfg.r else cfg.tuner.rank_field or "r"
+        if path in cfg.rank_masks:
+            what = "the AdaLoRA rank mask (rank_pattern)"
         return t.r, t.spec.experts, what
     if _maybe_parameter_wrapper(cfg, path):
         return None, 1, ""  # a target_parameters wrapper on an unknown base: its expert count is unknown
@@ -314,10 +324,16 @@ def dead(sc: Scan, ctx: ProbeContext) -> list[Finding]:
     rows = []
     for m in sc.modules.values():
         n = sc.numbers.get(m.path)
-        if n is None:
+        if n is None or sc.rank_of(m) == 0:  # AdaLoRA's budget can prune a module to rank 0: not dead
             continue
-        # Linear LoRA starts with B = 0; embedding LoRA starts with lora_embedding_A = 0.
-        key, norm = (m.tensors.get("B"), n.b_norm) if "B" in m.tensors else (m.tensors.get("emb_A"), n.a_norm)
+        # Linear LoRA starts with B = 0; embedding LoRA starts with lora_embedding_A = 0; AdaLoRA with E = 0
+        # (its A and B are random), so there the update itself (E folded in) is what stays ≈ 0.
+        if "E" in m.tensors:
+            key, norm = m.tensors.get("B"), n.update_norm
+        elif "B" in m.tensors:
+            key, norm = m.tensors.get("B"), n.b_norm
+        else:
+            key, norm = m.tensors.get("emb_A"), n.a_norm
         if key is None:
             continue
         rows.append((m.path, norm / math.sqrt(max(sc.tensors[key].numel, 1))))

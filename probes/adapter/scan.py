@@ -139,6 +139,9 @@ def scan_adapter(
     return sc
 
 
+_FACTOR_ROLES = ("A", "B", "emb_A", "emb_B")
+
+
 @dataclass
 class _ModuleResult:
     """What one module's task found; merged into the Scan by the main thread, in file order."""
@@ -173,11 +176,13 @@ def _scan_module(sc: Scan, rd: TensorReader, m: SavedModule) -> _ModuleResult:
             res.non_finite[key] = fs.non_finite
         if fs.gram is not None:
             grams[rank_rows] = fs.gram
-    for role in ("magnitude", "bias_A", "bias_B"):
-        key = m.tensors.get(role)
-        if key is None or tensors[key].dtype not in FLOAT_DTYPES:
+    e_vec: np.ndarray | None = None
+    for role, key in m.tensors.items():
+        if role in _FACTOR_ROLES or tensors[key].dtype not in FLOAT_DTYPES:
             continue
         x = rd.f32(tensors[key])
+        if role == "E" and x.size == (grams[True].shape[0] if True in grams else -1):
+            e_vec = x.astype(np.float64).reshape(-1).copy()
         bad = non_finite_count(x)
         if bad:
             res.non_finite[key] = bad
@@ -193,6 +198,8 @@ def _scan_module(sc: Scan, rd: TensorReader, m: SavedModule) -> _ModuleResult:
                 f"lora_A has rank {ta.shape[0]} ({list(ta.shape)}) but lora_B has {tb.shape[1]} ({list(tb.shape)})"
             )
         elif True in grams and False in grams:
+            if e_vec is not None and np.all(np.isfinite(e_vec)):  # AdaLoRA: ΔW = B·diag(E)·A
+                grams[True] = grams[True] * np.outer(e_vec, e_vec)
             res.numbers = module_numbers(grams[True], grams[False], sc.scale(m.path), sc.experts.get(m.path, 1))
     return res
 
@@ -295,6 +302,21 @@ def build_facts(sc: Scan) -> dict[str, Any]:
     f["vocab_dims"] = vocab
     f["saved_other_keys"] = sorted(sc.other)[:50]
     f["has_magnitudes"] = any("magnitude" in m.tensors for m in sc.modules.values())
+    f["dora_magnitudes"] = sum(1 for m in sc.modules.values() if "magnitude" in m.tensors)
+    # bias = "all" / "lora_only" saves the base's biases beside the LoRA factors; lora_bias adds lora_B.bias
+    f["bias_tensors"] = sum(1 for k in sc.other if k.endswith(".bias"))
+    f["lora_bias_tensors"] = sum(1 for m in sc.modules.values() if "bias_B" in m.tensors)
+    f["peft_tuner"] = cfg.tuner.label if cfg else None
+    if cfg is not None and cfg.tuner.label == "AdaLoRA":
+        masks = cfg.rank_masks
+        f["adalora"] = {
+            "init_r": cfg.r,
+            "target_r": raw.get("target_r"),
+            "rank_masks": len(masks),
+            "kept_ranks": sorted(set(masks.values())),
+            "mean_kept_rank": round(sum(masks.values()) / len(masks), 3) if masks else None,
+            "pruned_modules": sum(1 for v in masks.values() if v == 0),
+        }
     f["non_finite_tensors"] = len(sc.non_finite)
     f["non_finite_values"] = sum(sc.non_finite.values())
     rows = []
