@@ -43,6 +43,8 @@ _BUILD_DOCKERFILE = re.compile(r"^\s*(?:dockerfile|build)\s*:\s*['\"]?([\w./-]+)
 def _compose_builds_server(path: Path, text: str) -> bool:
     """A compose file whose services are built from a Dockerfile that launches an engine (name + peek)."""
     for value in _BUILD_DOCKERFILE.findall(text):
+        if ".." in Path(value).parts or Path(value).is_absolute():
+            continue  # a peek never leaves the compose file's folder (the probe follows it only inside the target)
         for cand in (path.parent / value, path.parent / value / "Dockerfile"):
             if cand.is_file() and _SERVING_WORDS.search(_peek(cand)):
                 return True
