@@ -203,8 +203,9 @@ PAIRING_AMBIGUOUS = rule(
     ["baseline_missing"],
     """
     The eval files do not say which run is the baseline, and their names, folders and lm-eval
-    `model_args` do not decide it either: several runs look like the baseline (`base/` in two places),
-    or none does. doctor does not guess a pairing; nothing was compared.
+    `model_args` do not decide it either: several runs look like the baseline (`qwen/base/` and
+    `llama/base/`). doctor does not guess a pairing; nothing was compared. (When no run looks like the
+    baseline, EVL006 says so.)
     """,
     """
     Name the baseline in rollout.toml: `[eval] baseline = "path/to/base/results.json"` and
