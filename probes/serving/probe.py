@@ -220,7 +220,8 @@ def adapter_checks(
     # SRV008 DoRA
     if facts.get("use_dora"):
         how = "refuses it" if vllm else "ignores the magnitude vectors silently (wrong outputs, no error)"
-        out.append((R.DORA, f"{name}: DoRA adapter (use_dora / lora_magnitude_vector); {label} {how}", {}))
+        ev = {"outcome": "refuses" if vllm else "different", "feature": "dora"}
+        out.append((R.DORA, f"{name}: DoRA adapter (use_dora / lora_magnitude_vector); {label} {how}", ev))
     if vllm:
         bias = facts.get("bias")
         if (bias not in (None, "none")) or facts.get("lora_bias"):
@@ -228,7 +229,7 @@ def adapter_checks(
                 (
                     R.BIAS,
                     f"{name}: bias = {bias!r}, lora_bias = {facts.get('lora_bias')}; {label} refuses adapter bias",
-                    {"bias": bias},
+                    {"bias": bias, "outcome": "refuses", "feature": "bias"},
                 )
             )
         mts = facts.get("modules_to_save") or []
@@ -240,7 +241,7 @@ def adapter_checks(
                 (
                     R.MODULES_TO_SAVE,
                     f"{name}: {what}; {label} rejects them as unsupported LoRA weights",
-                    {"modules_to_save": bad_mts, "keys": full[:5]},
+                    {"modules_to_save": bad_mts, "keys": full[:5], "outcome": "refuses", "feature": "modules_to_save"},
                 )
             )
         init = facts.get("init_lora_weights")
@@ -249,7 +250,7 @@ def adapter_checks(
                 (
                     R.INIT_MODIFIES_BASE,
                     f"{name}: init_lora_weights = {init!r} modified the base weights; {label} refuses it",
-                    {"init_lora_weights": init},
+                    {"init_lora_weights": init, "outcome": "refuses"},
                 )
             )
         unknown = [k for k in facts.get("unknown_keys", []) if not _covered(k)]
@@ -265,7 +266,11 @@ def adapter_checks(
             problems = []  # its keys are not LoRA keys at all: SRV028 says so once
         if problems:
             out.append(
-                (R.UNSUPPORTED_KEYS, f"{name}: " + "; ".join(problems), {"keys": unknown[:10], "peft_type": peft_type})
+                (
+                    R.UNSUPPORTED_KEYS,
+                    f"{name}: " + "; ".join(problems),
+                    {"keys": unknown[:10], "peft_type": peft_type, "outcome": "refuses"},
+                )
             )
     out.extend(features.feature_checks(server.engine, server.version, name, facts))
     # base model: name, dims, vocab
@@ -310,7 +315,8 @@ def adapter_checks(
                 if vllm and vocab > engines.vocab_limit(server.version):
                     vbad.append(f"base vocab_size {vocab} > {label} LoRA limit {engines.vocab_limit(server.version)}")
                 if vbad:
-                    out.append((R.VOCAB, f"{name}: {vbad[0]}", {"problems": vbad[:10]}))
+                    ev = {"problems": vbad[:10], "feature": "resized_vocab"}
+                    out.append((R.VOCAB, f"{name}: {vbad[0]}", ev))
     return out
 
 
