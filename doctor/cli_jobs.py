@@ -350,6 +350,9 @@ def render_job(job, store) -> str:
         head += f"  verdict: {v['verdict'].replace('_', ' ').upper()}"
         if job.kind == "reeval":
             head += f" (gate {'passed' if v.get('gate_passed') else 'failed'})"
+    fix = ((job.spec or {}).get("source") or {}).get("fix_attempt")
+    if fix:
+        head += f"  (doctor fix attempt {fix})"
     lines = [head]
     if v:
         lines.append(f"  {v['why']}")

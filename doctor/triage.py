@@ -105,7 +105,40 @@ def triage_dict(rt: RolloutTriage) -> dict[str, Any]:
             "causes": [{"cause": c.cause, "score": c.score, "evidence": c.evidence, "text": c.text} for c in t.causes],
             "actions": [_action(a, rt.root) for a in t.actions],
         },
+        "jobs": job_verdicts(rt.root),
     }
+
+
+def job_verdicts(root: Path, limit: int = 3) -> list[dict[str, Any]]:
+    """The newest judged jobs of this rollout (doctor jobs / doctor fix) with their verdicts: triage says
+    whether the fixes tried so far worked."""
+    from doctor.jobs.store import JobStore
+
+    store = JobStore(root)
+    if not store.exists:
+        return []
+    out = []
+    try:
+        jobs = store.list_jobs()
+    except Exception:  # a damaged job store must not break triage
+        return []
+    for j in jobs:
+        v = j.verdict
+        if v is None:
+            continue
+        out.append(
+            {
+                "job": j.id,
+                "kind": j.kind,
+                "version": j.outputs.get("version"),
+                "verdict": v["verdict"],
+                "why": v.get("why", ""),
+                "fix_attempt": ((j.spec or {}).get("source") or {}).get("fix_attempt"),
+            }
+        )
+        if len(out) >= limit:
+            break
+    return out
 
 
 def _action(action: dict[str, Any], root: Path) -> dict[str, Any]:
@@ -182,6 +215,13 @@ def render_console(results: list[RolloutTriage]) -> str:
                         f"   # {job.get('kind')} {over}".rstrip()
                     )
                     lines.append(f"      doctor fix {display_path(rt.root)}{answers}   # until fixed (3 attempts)")
+        tried = job_verdicts(rt.root)
+        if tried:
+            lines.append("")
+            lines.append("Fixes tried on this rollout (newest first):")
+            for jv in tried:
+                version = f" v{jv['version']}" if jv["version"] else ""
+                lines.append(f"  - job {jv['job']} ({jv['kind']}{version}): {jv['why']}")
         lines.append("")
     return "\n".join(lines)
 

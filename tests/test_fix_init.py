@@ -174,3 +174,56 @@ async def test_job_confirmation_summary_first_scrolls_and_buttons_fit_80x24(tmp_
         await pilot.press("n")
         await pilot.pause()
         assert app.screen is not screen
+
+
+def _attempt_job(root: Path, attempt: int, verdict: str, why: str):
+    from doctor.jobs.store import JobStore
+
+    store = JobStore(root)
+    spec = {"schema": "peft-doctor/job/1", "kind": "retrain", "rollout": str(root), "source": {"fix_attempt": attempt}}
+    job = store.create(spec)
+    v = {"verdict": verdict, "gate_passed": verdict == "fixed", "resolved": ["TRN001"], "remaining": [],
+         "new": [], "slices_vs_baseline": [], "slices_vs_before": [], "why": why}  # fmt: skip
+    comparison = {
+        "families": ["TRN"], "before": {"findings": 3, "rules": ["TRN001"], "accuracy": 0.2},
+        "after": {"findings": 1, "rules": [], "accuracy": 0.6}, "resolved": [], "new": [], "persisting": [],
+        "slices": [], "verdict": v,
+    }  # fmt: skip
+    store.set_state(job.id, "succeeded", outputs={"version": attempt + 1}, comparison=comparison)
+    return job.id
+
+
+@pytest.mark.anyio
+async def test_jobs_screen_shows_fix_attempts_and_their_verdicts(tmp_path):
+    from test_tui_support import screen_text, settle, wait_for
+
+    from doctor.config import Settings
+    from doctor.tui import make_app
+
+    root = tmp_path / "ro"
+    shutil.copytree(ROLLOUTS / "healthy" / "eval", root / "eval")
+    first = _attempt_job(root, 1, "not_fixed", "not fixed: still there: TRN003")
+    second = _attempt_job(root, 2, "fixed", "fixed: gone: TRN003; no new error")
+    app = make_app([root], Settings(), job_poll_s=0.1)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("j")
+        assert await wait_for(pilot, lambda: "fixed #2" in screen_text(app), timeout=60), screen_text(app)
+        table = app.screen.query_one("#jobs-table")
+        states = {str(table.get_row(k)[0]): str(table.get_row(k)[3]) for k in (first, second)}
+        assert states[first] == "✓ not fixed #1" and states[second] == "✓ fixed #2"
+        assert await wait_for(pilot, lambda: "doctor fix attempt" in screen_text(app), timeout=30)
+        text = screen_text(app)
+        assert "verdict: fixed" in text or "verdict: not fixed" in text
+        assert "fixed: gone: TRN003" in text or "not fixed: still there: TRN003" in text
+
+
+def test_triage_states_the_verdicts_of_the_fixes_tried(tmp_path, capsys):
+    root = tmp_path / "fixtures" / "rollouts" / "diverged"
+    shutil.copytree(ROLLOUTS / "diverged", root, ignore=shutil.ignore_patterns(".doctor"))
+    _attempt_job(root, 1, "not_fixed", "not fixed: still there: TRN003, CFG001")
+    _, out, _ = _doctor(capsys, "triage", str(root))
+    assert "Fixes tried on this rollout" in out and "(retrain v2): not fixed: still there: TRN003, CFG001" in out
+    _, out, _ = _doctor(capsys, "triage", str(root), "--format", "json")
+    (jv,) = json.loads(out)["jobs"]
+    assert jv["verdict"] == "not_fixed" and jv["fix_attempt"] == 1 and jv["version"] == 2

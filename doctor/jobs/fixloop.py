@@ -132,6 +132,7 @@ def run_fix(
             )
             break
         seen.add(fp)
+        spec["source"]["fix_attempt"] = k  # the jobs screen and `jobs show` say which attempt it was
         why = _why(spec, rt)
         notify({"event": "attempt", "attempt": k, "why": why, "changes": spec["source"].get("changes", {})})
         remaining_s = max(budget_s - (time.monotonic() - t0), 1.0)

@@ -48,6 +48,17 @@ COLUMNS = (
 )
 
 
+def _state_cell(job: Any, glyph: str, style: str) -> Text:
+    """`✓ succeeded`, or once judged the verdict instead (`✓ not fixed`, `✓ fixed #2` for doctor fix's
+    second attempt), in the verdict's colour: a succeeded job that fixed nothing must not read as success."""
+    v = job.verdict if job.comparison else None
+    if not v:
+        return Text(f"{glyph} {job.state}", style=style)
+    fix = ((job.spec or {}).get("source") or {}).get("fix_attempt")
+    label = v["verdict"].replace("_", " ") + (f" #{fix}" if fix else "")
+    return Text(f"{glyph} {label}", style=VERDICT_STYLE.get(v["verdict"], ""))
+
+
 class JobsSnapshot(Message):
     def __init__(self, jobs: list[tuple[Path, Any]], job_id: str | None, events: list[dict], error: str = "") -> None:
         self.jobs, self.job_id, self.events, self.error = jobs, job_id, events, error
@@ -168,7 +179,7 @@ class JobsScreen(Screen):
                 "id": Text(j.id, style="bold"),
                 "kind": j.kind,
                 "rollout": self.app.rollout_label(root),
-                "state": Text(f"{glyph} {j.state}", style=style),
+                "state": _state_cell(j, glyph, style),
                 "progress": progress_text(j.step, j.max_steps, j.state),
                 "eta": fmt_eta(j.eta_s) if j.state == "running" else "",
             }
@@ -200,6 +211,9 @@ class JobsScreen(Screen):
         v = j.verdict
         if v:
             head.append(f"  verdict: {v['verdict'].replace('_', ' ')}", style=VERDICT_STYLE.get(v["verdict"], ""))
+        fix = ((j.spec or {}).get("source") or {}).get("fix_attempt")
+        if fix:
+            head.append(f"  (doctor fix attempt {fix})", style="bold")
         head.append(f"\nrollout {self.app.rollout_label(root)}")
         over = (j.spec or {}).get("overrides") or {}
         if over:
