@@ -29,6 +29,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from probes.training.analyze import detect  # noqa: E402
 from probes.training.rules import LOG_RULES  # noqa: E402
@@ -205,7 +206,11 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bump-runs", type=int, default=100, help="extra healthy curves that start low with an early bump")
     ap.add_argument("--set", action="append", help="override a tunable, e.g. TRN002.z=8 (for tuning)")
+    ap.add_argument("--realistic", type=int, default=60, help="realistic logs per class (and 4x as many healthy)")
+    ap.add_argument("--only-realistic", action="store_true", help="skip the synthetic section")
     args = ap.parse_args()
+    if args.only_realistic:
+        return realistic(args.realistic, args.seed)
     rng = np.random.default_rng(args.seed)
     param = None
     if args.set:
@@ -293,6 +298,82 @@ def main() -> int:
             )
     else:
         print("demo-world runs: none present (fixtures/rollouts/*/train not built); injected set only")
+    return realistic(args.realistic, args.seed)
+
+
+def realistic(per_class: int, seed: int) -> int:
+    """Section 2: logs as real runs write them (bench/realistic_logs.py), written to disk in their
+    framework's format and read back through the readers, every detector at its default thresholds."""
+    import tempfile
+
+    import realistic_logs as rl
+
+    from probes.training.readers import read_log
+
+    rng = np.random.default_rng([seed, 14])
+    t0 = time.perf_counter()
+    hits: dict[str, list[int]] = {}
+    by_variant: dict[str, list[int]] = {}
+    misses: list[str] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        k = 0
+
+        def rules_of(fmt, entries, meta):
+            nonlocal k
+            k += 1
+            path = rl.write(Path(tmp) / str(k), fmt, entries, meta)
+            [(_, s)] = read_log(path)
+            return {(r.id, d.severity or r.severity.value) for r, d in detect(s, {})}
+
+        for cls, gen in rl.FAULTS.items():
+            for _ in range(per_class):
+                variant, fmt, entries, meta = gen(rng)
+                got = rules_of(fmt, entries, meta)
+                ok = bool({rid for rid, _ in got} & rl.CLASSES[cls])
+                hits.setdefault(cls, [0, 0])
+                hits[cls][0] += ok
+                hits[cls][1] += 1
+                by_variant.setdefault(f"{cls} {variant}", [0, 0])
+                by_variant[f"{cls} {variant}"][0] += ok
+                by_variant[f"{cls} {variant}"][1] += 1
+                if not ok and len(misses) < 10:
+                    misses.append(f"{cls} {variant}: found {sorted(got)}")
+        fa_any: dict[str, list[int]] = {}
+        fa_err: dict[str, list[int]] = {}
+        alarms: dict[str, int] = {}
+        for _ in range(4 * per_class):
+            variant, fmt, entries, meta = rl.healthy(rng)
+            got = {(rid, sev) for rid, sev in rules_of(fmt, entries, meta) if sev != "info"}
+            for table, bad in ((fa_any, bool(got)), (fa_err, any(sev == "error" for _, sev in got))):
+                table.setdefault(variant, [0, 0])
+                table[variant][0] += bad
+                table[variant][1] += 1
+            for rid, _ in got:
+                alarms[rid] = alarms.get(rid, 0) + 1
+    dt = time.perf_counter() - t0
+    n_h = sum(v[1] for v in fa_any.values())
+    print(
+        f"\nrealistic logs (bench/realistic_logs.py, seed {seed}): {sum(v[1] for v in hits.values())} faulty, "
+        f"{n_h} healthy, written in their framework's format and read back, {dt:.1f}s"
+    )
+    targets = {"non_finite": 1.0}
+    print(f"{'class':<16}{'recall':>9}  target")
+    for cls, (h, n) in hits.items():
+        want = targets.get(cls, 0.95)
+        print(f"{cls:<16}{h / n:>9.1%}  >= {want:.0%} {'OK' if h / n >= want else 'MISSED'}")
+    fa = sum(v[0] for v in fa_any.values()) / n_h
+    fe = sum(v[0] for v in fa_err.values()) / n_h
+    print(f"false alarms on healthy runs: any warning/error {fa:.1%} (target <= 5%), errors {fe:.1%} (target <= 2%)")
+    for variant in sorted(fa_any):
+        a, n = fa_any[variant]
+        print(f"  healthy {variant:<14}{a}/{n} alarms, {fa_err[variant][0]} errors")
+    if alarms:
+        print("  alarms raised on healthy runs: " + ", ".join(f"{r} x{c}" for r, c in sorted(alarms.items())))
+    print("recall by variant:")
+    for label, (h, n) in sorted(by_variant.items()):
+        print(f"  {label:<40}{h}/{n} = {h / n:.0%}")
+    for m in misses:
+        print(f"  missed: {m}")
     return 0
 
 

@@ -50,7 +50,10 @@ def detect(s, recipe: dict[str, Any], param: Param = default_param) -> list[tupl
         if n_loss >= min_points:
             relaxed = bool(recipe.get("group_by_length"))
             add("loss_spike", d.loss_spikes(s, P["loss_spike"], relaxed))
-            add("divergence", d.divergence(s, P["divergence"]))
+            pdiv = P["divergence"]
+            if fam == "preference":  # a DPO-style loss is bounded and noisy near its floor: x2 from best
+                pdiv = {**pdiv, "rise": max(pdiv["rise"], pdiv["pref_rise"])}
+            add("divergence", d.divergence(s, pdiv))
             learning = d.not_learning(s, nl)
         else:
             learning = [x for x in d.not_learning(s, nl) if "exactly 0.0" in x.message]

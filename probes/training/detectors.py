@@ -376,7 +376,7 @@ def overfitting(s: Series, p: dict) -> list[Detection]:
     if before.size and after.size:
         tb = float(np.median(before))
         ta = float(np.median(after[-max(3, after.size // 5) :]))
-        if ta > tb:  # train loss did not fall: not overfitting (rather divergence)
+        if ta > tb * (1 + p["train_tol"]):  # train loss rose as well: not overfitting (rather divergence)
             return []
     else:
         tb = ta = float("nan")
@@ -688,9 +688,10 @@ def overfitting_rise(s: Series, p: dict) -> list[Detection]:
     if (
         tb.size
         and ta.size
-        and float(np.median(ta[-max(2, ta.size // 3) :])) > float(np.median(tb[-max(2, tb.size // 5) :]))
+        and float(np.median(ta[-max(2, ta.size // 3) :]))
+        > float(np.median(tb[-max(2, tb.size // 5) :])) * (1 + p["train_tol"])
     ):
-        return []  # train loss not falling: divergence, not overfitting
+        return []  # train loss rising too: divergence, not overfitting
     keep = _checkpoint_for(s, int(est[b]))
     return [
         Detection(

@@ -61,6 +61,10 @@ DIVERGENCE = rule(
     for the method or an fp16 overflow. The best value counts from when the early transient has
     settled (the smoothed loss stops rising over a window), so a fine-tune from a strong base that
     starts low, bumps up and settles is not flagged; x`jump` over the start catches immediate blow-ups.
+    For preference trainers (DPO-style losses are bounded and noisy near their floor) the rise from the
+    best is x`pref_rise`. Short runs (fewer points than TRN009 needs): a monotonic rise to x`short_rise`
+    its first value, or a jump of x`short_jump` between two logs that stays there, with the thin
+    evidence said.
     """,
     _LR_FIX + " Restart from a checkpoint before the rise.",
     window=15,
@@ -75,6 +79,7 @@ DIVERGENCE = rule(
     short_rise=3.0,
     short_jump=3.0,
     short_dip=0.02,
+    pref_rise=2.0,
 )
 GRAD_EXPLOSION = rule(
     "TRN004",
@@ -138,7 +143,8 @@ OVERFITTING = rule(
     eval point lies well before the last (at least `gap` of the evaluated span); or it rose for
     `consecutive` evaluations in a row after its minimum by at least `mild_rise` (a warning, an error
     from `error_rise`): the adapter is memorising the training set. The message names the best step and
-    the checkpoint to keep.
+    the checkpoint to keep. A train loss that flattened (within `train_tol`) still counts as not rising;
+    one that rose more is divergence, not overfitting.
     """,
     "Use the best checkpoint (load_best_model_at_end), train fewer epochs, add data, or raise lora_dropout.",
     rise=0.05,
@@ -147,6 +153,7 @@ OVERFITTING = rule(
     consecutive=3,
     mild_rise=0.02,
     error_rise=0.25,
+    train_tol=0.03,
 )
 LR_TOO_HIGH = rule(
     "TRN007",
