@@ -333,11 +333,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         if not jobs:
             print(f"no jobs in {store.path}")
             continue
-        print(f"{'ID':<23} {'KIND':<8} {'STATE':<10} {'PROGRESS':<10} {'CREATED':<20} OUTPUT / ERROR")
+        print(f"{'ID':<23} {'KIND':<8} {'STATE':<10} {'VERDICT':<12} {'PROGRESS':<10} {'CREATED':<20} OUTPUT / ERROR")
         for j in jobs:
             prog = f"{j.step}/{j.max_steps}" if j.max_steps else "—"
             tail = j.error or j.outputs.get("adapter") or j.outputs.get("eval_table") or ""
-            print(f"{j.id:<23} {j.kind:<8} {j.state:<10} {prog:<10} {_when(j.created):<20} {tail}")
+            v = j.verdict
+            verdict = v["verdict"] if v else "—"
+            print(f"{j.id:<23} {j.kind:<8} {j.state:<10} {verdict:<12} {prog:<10} {_when(j.created):<20} {tail}")
     return 0
 
 

@@ -305,3 +305,89 @@ def test_clipping_already_on_ranks_gradient_control_below_the_learning_rate(tmp_
 
     proposed = apply_overrides({"learning_rate": 5.0}, {"learning_rate": lr_override})["learning_rate"]
     assert bound_lr(5.0, proposed, "lora").value == METHOD_RANGES["lora"][1]
+
+
+# ---------------------------------------------------------------- escalation (the loop's decisions)
+
+
+def test_fix_loop_escalates_from_the_last_attempts_evidence_and_recipe(tmp_path, monkeypatch):
+    """The worker is replaced by recorded outputs (attempt 1: the run still diverges; attempt 2: fixed), so
+    this checks the loop's choices; tests/test_fix_loop.py runs it with real training."""
+    import shutil as sh
+
+    from doctor.jobs import fixloop
+    from doctor.jobs.compare import write_after_manifest
+    from doctor.jobs.store import JobStore, job_dir
+    from tests.conftest import FIXTURES, ROLLOUTS
+
+    world = tmp_path / "fixtures"
+    world.mkdir()
+    for part in ("models", "data"):
+        (world / part).symlink_to(FIXTURES / part)
+    root = world / "rollouts" / "diverged"
+    sh.copytree(ROLLOUTS / "diverged", root, ignore=sh.ignore_patterns(".doctor"))
+    verdicts = iter(["not_fixed", "fixed"])
+    seen_lr = []
+
+    def fake_run(spec, rollout, launcher="local", *, on_event=None, on_created=None):
+        store = JobStore(rollout)
+        job = store.create(spec)
+        on_created and on_created(job)
+        seen_lr.append(spec["recipe"]["learning_rate"])
+        out = job_dir(rollout, job.id) / "out"
+        sh.copytree(root / "train", out / "train")  # recorded: the run still diverges
+        sh.copytree(root / "eval", out / "eval")
+        write_after_manifest(spec, out, job.id)
+        v = next(verdicts)
+        verdict = {"verdict": v, "resolved": [], "remaining": [] if v == "fixed" else ["TRN003"], "new": [],
+                   "why": f"{v}: recorded", "gate_passed": v == "fixed"}  # fmt: skip
+        store.set_state(job.id, "succeeded", outputs={"version": len(seen_lr) + 1}, comparison={"verdict": verdict})
+        return store.get(job.id)
+
+    monkeypatch.setattr(fixloop.api, "run", fake_run)
+    report = fixloop.run_fix(root, attempts=3, budget_min=30)
+    assert report["schema"] == "peft-doctor/fix/1" and report["verdict"] == "fixed" and report["best_version"] == 3
+    assert [a["verdict"] for a in report["attempts"]] == ["not_fixed", "fixed"] and report["stopped"] == "fixed"
+    # attempt 2 started from attempt 1's recipe: the rate went down again, still inside the LoRA range
+    assert seen_lr[0] == pytest.approx(2e-4) and seen_lr[1] < seen_lr[0] and in_range(seen_lr[1], "lora")
+    assert report["attempts"][1]["changes"]["learning_rate"][0] == pytest.approx(2e-4)
+    log = (root / ".doctor" / "fix-log.jsonl").read_text().splitlines()
+    assert [json.loads(x)["attempt"] for x in log] == [1, 2]
+    jobs = JobStore(root).list_jobs()
+    assert sorted(j.spec["source"]["fix_attempt"] for j in jobs) == [1, 2]
+
+
+def test_fix_loop_stops_at_the_budget_and_reports_the_best_attempt(tmp_path, monkeypatch):
+    import shutil as sh
+
+    from doctor.jobs import fixloop
+    from doctor.jobs.store import JobStore
+    from tests.conftest import FIXTURES, ROLLOUTS
+
+    world = tmp_path / "fixtures"
+    world.mkdir()
+    for part in ("models", "data"):
+        (world / part).symlink_to(FIXTURES / part)
+    root = world / "rollouts" / "diverged"
+    sh.copytree(ROLLOUTS / "diverged", root, ignore=sh.ignore_patterns(".doctor"))
+    import time as real_time
+    import types
+
+    clock = iter([0.0, 0.0, 0.0, 0.0])  # start, budget check, timer, attempt start; then 700 s have passed
+    fake_time = types.SimpleNamespace(
+        monotonic=lambda: next(clock, 700.0), strftime=real_time.strftime, gmtime=real_time.gmtime
+    )
+    monkeypatch.setattr(fixloop, "time", fake_time)
+
+    def fake_run(spec, rollout, launcher="local", *, on_event=None, on_created=None):
+        store = JobStore(rollout)
+        job = store.create(spec)
+        verdict = {"verdict": "partly_fixed", "resolved": ["TRN001"], "remaining": ["TRN003"], "new": [],
+                   "why": "partly fixed: gone: TRN001; still there: TRN003", "gate_passed": False}  # fmt: skip
+        store.set_state(job.id, "succeeded", outputs={"version": 2}, comparison={"verdict": verdict})
+        return store.get(job.id)
+
+    monkeypatch.setattr(fixloop.api, "run", fake_run)
+    report = fixloop.run_fix(root, attempts=3, budget_min=15)  # attempt 1 "took" 700 s of 900
+    assert len(report["attempts"]) == 1 and report["stopped"].startswith("budget")
+    assert report["verdict"] == "partly_fixed" and "still there: TRN003" in report["still_wrong"]
