@@ -69,7 +69,7 @@ def test_init_on_trainer_output_reads_recipe_log_and_card(tmp_path, capsys):
     from doctor.jobs.api import spec_from_triage
 
     spec = spec_from_triage(run)
-    assert spec["recipe"]["learning_rate"] == pytest.approx(5e-4)
+    assert spec["recipe"]["learning_rate"] == pytest.approx(2e-4)  # the top of the usual LoRA range
 
 
 def test_init_reads_training_args_bin_without_running_it(tmp_path, capsys):

@@ -213,17 +213,22 @@ def test_every_playbook_lr_action_is_found():
     lr=st.floats(min_value=1e-9, max_value=1e3, allow_nan=False),
     qlora=st.booleans(),
     dpo=st.booleans(),
+    optim=st.sampled_from([None, "adamw_torch", "lion_32bit", "sgd"]),
     action=st.sampled_from(_lr_actions()),
 )
-def test_every_playbook_action_keeps_the_learning_rate_inside_the_method_range(toy_rollout, lr, qlora, dpo, action):
+def test_every_playbook_action_keeps_the_learning_rate_inside_the_method_range(
+    toy_rollout, lr, qlora, dpo, optim, action
+):
     recipe = {"learning_rate": lr, "max_steps": 10}
+    if optim:
+        recipe["optim"] = optim
     if qlora:
         recipe["quantization"] = {"load_in_4bit": True, "bnb_4bit_compute_dtype": "float16"}
     if dpo:
         recipe["beta"] = 0.1  # a DPO-style recipe
     spec = spec_from_action(toy_rollout, action, base_recipe=recipe)
     method = "dpo" if dpo else ("qlora" if qlora else "lora")
-    assert in_range(spec["recipe"]["learning_rate"], method), (lr, method, spec["source"]["learning_rate"])
+    assert in_range(spec["recipe"]["learning_rate"], method, recipe), (lr, method, spec["source"]["learning_rate"])
     assert spec["source"]["changes"].get("learning_rate", [lr])[0] == lr  # unchanged when already at the floor
 
 

@@ -141,9 +141,9 @@ def test_spec_file_paths_are_relative_to_the_file(toy):
 
 def test_spec_from_action_applies_overrides_to_the_recorded_recipe(toy):
     s = spec_from_action(toy, {"kind": "retrain", "overrides": {"learning_rate": "x0.1", "max_grad_norm": 1.0}})
-    # lr 1.0 x0.1 would be 0.1, still 200x the top of the usual LoRA range: the fix is bounded to that top.
-    assert s["recipe"]["learning_rate"] == pytest.approx(5e-4)
-    assert s["source"]["changes"]["learning_rate"] == [1.0, pytest.approx(5e-4)]
+    # lr 1.0 x0.1 would be 0.1, still 500x the top of the usual LoRA range: the fix is bounded to that top.
+    assert s["recipe"]["learning_rate"] == pytest.approx(2e-4)
+    assert s["source"]["changes"]["learning_rate"] == [1.0, pytest.approx(2e-4)]
     assert s["recipe"]["max_grad_norm"] == 1.0 and s["recipe"]["max_steps"] == 60
     assert s["data"]["train_slices"] == ["arithmetic"] and s["adapter_name"] == "support-bot"
     assert s["eval"]["eval_set"] == str((toy / "eval.jsonl").resolve())

@@ -11,14 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The usual learning-rate range per method (what recipes that work use): LoRA ~1e-5..5e-4 (3e-4 common),
-# QLoRA ~1e-5..2e-4 (the QLoRA paper's 2e-4 for small bases, 1e-4 for large), DPO-style preference tuning
-# ~1e-7..5e-6 (5e-7 common). doctor's CFG003/TRN alarm levels sit at about 10x the top of these.
-METHOD_RANGES: dict[str, tuple[float, float]] = {
-    "lora": (1e-5, 5e-4),
-    "qlora": (1e-5, 2e-4),
-    "dpo": (1e-7, 5e-6),
-}
+# The usual ranges are probes.training.lrranges' (the table CFG001/TRN007 judge against, with sources):
+# LoRA/QLoRA SFT 5e-6..2e-4, DPO-style with LoRA 5e-6..5e-5; optimizer families (Lion, SGD, Muon) shift them.
 DPO_STYLE = frozenset({"dpo", "ipo", "kto", "orpo", "simpo", "cpo"})
 
 
@@ -35,7 +29,7 @@ def method_family(method: str | None, recipe: dict[str, Any] | None = None) -> s
     """lora | qlora | dpo for a rollout method and recipe (a preference loss or beta means DPO-style)."""
     recipe = recipe or {}
     m = (method or "").lower()
-    loss = str(recipe.get("loss_type") or recipe.get("trainer") or "").lower()
+    loss = str(recipe.get("loss_type") or recipe.get("trainer") or recipe.get("stage") or "").lower()
     if m in DPO_STYLE or loss in DPO_STYLE or "beta" in recipe:
         return "dpo"
     if m == "qlora" or (recipe.get("quantization") or {}).get("load_in_4bit"):
@@ -43,19 +37,38 @@ def method_family(method: str | None, recipe: dict[str, Any] | None = None) -> s
     return "lora"
 
 
+def usual_range(method: str, recipe: dict[str, Any] | None = None) -> tuple[float, float, str]:
+    """(lo, hi, what) for a method family (lora | qlora | dpo) and the recipe's optimizer."""
+    from probes.training.lrranges import lr_range
+
+    r = dict(recipe or {})
+    probe_recipe = {
+        "method": "qlora" if method == "qlora" else "lora",
+        "stage": "dpo" if method == "dpo" else r.get("stage") or "sft",
+        "optim": r.get("optim"),
+    }
+    rng = lr_range(probe_recipe, lambda _rule, _name: float("inf"), None)
+    return rng.lo, rng.hi, rng.what
+
+
+METHOD_RANGES: dict[str, tuple[float, float]] = {
+    m: usual_range(m)[:2] for m in ("lora", "qlora", "dpo")
+}  # the AdamW ranges, for tests and docs
+
+
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v and v > 0 else None
 
 
-def bound_lr(recorded: Any, proposed: Any, method: str) -> LrFix:
-    """The learning rate a corrective job uses: inside METHOD_RANGES[method], never above the recorded one
-    unless the recorded one is below the range.
+def bound_lr(recorded: Any, proposed: Any, method: str, recipe: dict[str, Any] | None = None) -> LrFix:
+    """The learning rate a corrective job uses: inside the method's usual range (for the recipe's optimizer),
+    never above the recorded one unless the recorded one is below the range.
 
     - recorded above the range's top (k times): the top — the evidence says the rate is k times too high,
       so a fixed factor (x0.5) would leave it far out of range;
     - otherwise the proposed value (the playbook's factor), clamped into the range.
     """
-    lo, hi = METHOD_RANGES[method]
+    lo, hi, _what = usual_range(method, recipe)
     rec, prop = _num(recorded), _num(proposed)
     if prop is None:
         prop = rec
@@ -75,6 +88,6 @@ def bound_lr(recorded: Any, proposed: Any, method: str) -> LrFix:
     return LrFix(rec, _num(proposed), float(value), method, why)
 
 
-def in_range(value: float, method: str) -> bool:
-    lo, hi = METHOD_RANGES[method]
+def in_range(value: float, method: str, recipe: dict[str, Any] | None = None) -> bool:
+    lo, hi, _what = usual_range(method, recipe)
     return lo <= value <= hi

@@ -386,7 +386,7 @@ def spec_from_action(
     if "learning_rate" in overrides:
         from doctor.jobs.lrbounds import bound_lr, method_family
 
-        fix = bound_lr(recipe.get("learning_rate"), new.get("learning_rate"), method_family(method, new))
+        fix = bound_lr(recipe.get("learning_rate"), new.get("learning_rate"), method_family(method, new), new)
         new["learning_rate"] = fix.value
         spec["source"]["learning_rate"] = {"from": fix.recorded, "to": fix.value, "why": fix.why}
     old_data = recipe.get("data") or {}
