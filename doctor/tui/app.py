@@ -19,7 +19,7 @@ from textual.worker import Worker, WorkerState
 
 from doctor.config import Settings, load_settings
 from doctor.model import Finding, Report, Severity
-from doctor.tui.commands import COMMANDS, bindings
+from doctor.tui.commands import COMMANDS, bindings, plural
 from doctor.tui.data import common_base, rel, rollout_of, rollout_roots
 from doctor.tui.screens.overview import OverviewScreen
 
@@ -49,6 +49,14 @@ class NewFindings(Message):
 
     def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
+        super().__init__()
+
+
+class LogRewritten(Message):
+    """Watch mode saw a log deleted, replaced or truncated; `findings` are what it shows now."""
+
+    def __init__(self, path: Path, findings: list[Finding]) -> None:
+        self.path, self.findings = path, findings
         super().__init__()
 
 
@@ -95,6 +103,7 @@ class DoctorApp(App):
         # there until another finding is picked on the overview.
         self._playbook_pick: tuple[Path, Any] | None = None
         self.watching = False
+        self.watch_added: list[Finding] = []  # findings watch mode added (they go when their log no longer shows them)
         self.watch_interval = watch_interval
         self.job_poll_s = job_poll_s
         self._t0 = time.perf_counter()
@@ -188,6 +197,7 @@ class DoctorApp(App):
 
     def on_scan_done(self, msg: ScanDone) -> None:
         self.report = msg.report
+        self.watch_added = []  # a fresh report: what watch added before is either in it or gone
         self.scan_seconds = msg.seconds
         self.scans += 1
         if self.overview.ready:
@@ -333,14 +343,21 @@ class DoctorApp(App):
         self._stop_watch = threading.Event()
         self._watch(logs, self._stop_watch)
         if not quiet:
-            self.notify(f"watching {len(logs)} training log(s) for new findings", timeout=3)
+            self.notify(f"watching {plural(len(logs), 'training log')} for new findings", timeout=3)
         self.overview.show_summary()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="watch")
     def _watch(self, logs: list[Path], stop: threading.Event) -> None:
         from doctor.tui.watching import follow
 
-        follow(logs, self.settings, lambda new: self.post_message(NewFindings(new)), stop, self.watch_interval)
+        follow(
+            logs,
+            self.settings,
+            lambda new: self.post_message(NewFindings(new)),
+            stop,
+            self.watch_interval,
+            on_rewritten=lambda path, now: self.post_message(LogRewritten(path, now)),
+        )
 
     def on_new_findings(self, msg: NewFindings) -> None:
         from doctor.tui.watching import already_known
@@ -351,12 +368,34 @@ class DoctorApp(App):
         if not new:
             return
         self.report.findings.extend(new)
+        self.watch_added.extend(new)
         errors = [f for f in new if f.severity is Severity.ERROR]
         for f in errors[:3]:
             self.notify(f"{f.rule} {f.title}: {f.message[:120]}", title="New error", severity="error", timeout=8)
         if not errors:
-            self.notify(f"{len(new)} new finding(s)", timeout=3)
+            self.notify(f"{plural(len(new), 'new finding')}", timeout=3)
         self.overview.load(self.report)
+
+    def on_log_rewritten(self, msg: LogRewritten) -> None:
+        """Findings watch added for this log that it no longer shows go; new ones it shows come in."""
+        from doctor.tui.watching import already_known, key
+
+        if self.report is None or not self.watching:
+            return
+        now = {key(f) for f in msg.findings}
+        here = msg.path.resolve()
+        gone = [f for f in self.watch_added if f.path is not None and f.path.resolve() == here and key(f) not in now]
+        for f in gone:
+            self.watch_added.remove(f)
+            self.report.findings = [g for g in self.report.findings if g is not f]
+        new = already_known(self.report, self.roots(), msg.findings)
+        self.report.findings.extend(new)
+        self.watch_added.extend(new)
+        if gone or new:
+            what = [plural(len(gone), "finding") + " gone"] if gone else []
+            what += [plural(len(new), "new finding")] if new else []
+            self.notify(f"{self.rollout_label(msg.path)} was rewritten: {', '.join(what)}", timeout=4)
+            self.overview.load(self.report)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group == "watch" and event.state == WorkerState.ERROR:
@@ -368,16 +407,14 @@ class DoctorApp(App):
     # ----------------------------------------------------------------------------- command palette
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        # Textual's "Keys" panel duplicates our Help screen (which lists every key by screen)
-        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
-        scopes = {"app"}
+        # doctor's own actions first (this screen's, then the app's), Textual's defaults after them; its
+        # "Keys" panel duplicates our Help screen (which lists every key by screen)
         scope = getattr(screen, "SCOPE", "overview" if isinstance(screen, OverviewScreen) else None)
-        if scope:
-            scopes.add(scope)
-        for c in COMMANDS:
-            if c.scope in scopes and c.action != "quit":
+        for c in sorted(COMMANDS, key=lambda c: c.scope == "app"):
+            if c.scope in {"app", scope} and c.action != "quit":
                 target = screen if c.scope != "app" else self
                 yield SystemCommand(c.title, c.help, partial(self._run, c.action, target))
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
 
     def _run(self, action: str, target: Any) -> None:
         self.call_later(self.run_action, action, target)

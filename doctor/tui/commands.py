@@ -104,6 +104,42 @@ COMMANDS: tuple[Command, ...] = (
         name="Clear filter",
     ),
     Command("overview", "t", "toggle_tree", "Tree", "Show or hide the artifact tree", show=False, name="Artifact tree"),
+    Command(
+        "overview",
+        "o",
+        "open_editor",
+        "Open",
+        "Open the selected finding's file in $EDITOR at its line",
+        show=False,
+        name="Open in editor",
+    ),
+    Command(
+        "overview",
+        "y",
+        "copy_finding",
+        "Copy",
+        "Copy the selected finding (rule, file:line, message) to the clipboard (OSC 52)",
+        show=False,
+        name="Copy finding",
+    ),
+    Command(
+        "overview",
+        "Y",
+        "copy_path",
+        "Copy path",
+        "Copy the selected finding's file path to the clipboard (OSC 52)",
+        show=False,
+        name="Copy path",
+    ),
+    Command(
+        "overview",
+        "L",
+        "toggle_log_scale",
+        "Log scale",
+        "Grad-norm plots: switch the y axis between linear and log scale",
+        show=False,
+        name="Log scale on/off",
+    ),
     Command("playbook", "escape", "back", "Back", "Back to the findings"),
     Command(
         "playbook",
@@ -172,6 +208,11 @@ def bindings(scope: str) -> list[Binding]:
 
 def for_scope(*scopes: str) -> list[Command]:
     return [c for c in COMMANDS if c.scope in scopes]
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """`1 finding`, `2 findings`, `0 findings` (`many` for irregular plurals)."""
+    return f"{n} {noun if n == 1 else (many or noun + 's')}"
 
 
 def key_label(c: Command) -> str:

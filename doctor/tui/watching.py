@@ -82,14 +82,26 @@ def _watcher_options(settings: Settings | None):
     return param, ({k: str(v) for k, v in cols.items()} or None)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(inode, size), or None when the file is gone: a new inode or a smaller size is a rewritten log."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size
+
+
 def follow(
     logs: list[Path],
     settings: Settings,
     on_new: Callable[[list[Finding]], None],
     stop: threading.Event,
     interval: float = 1.0,
+    on_rewritten: Callable[[Path, list[Finding]], None] | None = None,
 ) -> None:
-    """Poll until `stop` is set; call `on_new` with findings that appear after the first poll."""
+    """Poll until `stop` is set; call `on_new` with findings that appear after the first poll. A log that
+    is deleted, replaced or truncated (a restarted run) is read afresh and `on_rewritten(path, findings)`
+    says what it shows now, so findings that watch added and the file no longer shows can go."""
     try:
         from probes.training.watch import LogWatcher
     except ImportError:
@@ -99,6 +111,7 @@ def follow(
         return
     param, overrides = _watcher_options(settings)
     watchers = [LogWatcher(p, param=param, overrides=overrides) for p in logs]
+    seen = {p: _identity(p) for p in logs}
     for w in watchers:  # the baseline: what the log holds now was in the scan
         try:
             w.poll()
@@ -106,7 +119,23 @@ def follow(
             pass  # half-written: the next poll reads it
     while not stop.wait(interval):
         new: list[Finding] = []
-        for w in watchers:
+        for i, w in enumerate(watchers):
+            p = logs[i]
+            now, before = _identity(p), seen[p]
+            seen[p] = now
+            if (
+                on_rewritten is not None
+                and before is not None
+                and (now is None or now[0] != before[0] or now[1] < before[1])
+            ):
+                w = watchers[i] = LogWatcher(p, param=param, overrides=overrides)
+                try:
+                    current = w.poll() if now is not None else []
+                except Exception:
+                    current = []
+                if not stop.is_set():
+                    on_rewritten(p, list(current))
+                continue
             try:
                 new.extend(w.poll())
             except Exception:

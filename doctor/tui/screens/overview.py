@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from textual.app import ComposeResult
+from textual.app import ComposeResult, SuspendNotSupported
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, ProgressBar
 
 from doctor.model import Report
-from doctor.tui.commands import bindings
-from doctor.tui.data import facts_for, make_rows
+from doctor.redact import Redactor
+from doctor.report.escape import readable
+from doctor.tui.commands import bindings, plural
+from doctor.tui.data import facts_for, make_rows, rel
 from doctor.tui.widgets import plots
 from doctor.tui.widgets.findings import ArtifactTree, FindingDetail, FindingsHeader, FindingsTable, SummaryBar
 from doctor.tui.widgets.plot_view import PlotView
 
 if TYPE_CHECKING:
     from doctor.tui.app import DoctorApp
+
+
+def redact_text(text: str) -> str:
+    """What leaves the app through the clipboard carries no secret (as every report)."""
+    return readable(Redactor().text(text))
 
 
 TREE_FROM_WIDTH = 100  # narrower terminals start with the artifact tree hidden
@@ -34,6 +44,7 @@ class OverviewScreen(Screen):
         super().__init__(id="overview")
         self._filter_timer: Timer | None = None
         self.ready = False  # composed and mounted: the app may fill it in
+        self.log_grad = False  # grad-norm panels on a log axis (L)
 
     def compose(self) -> ComposeResult:
         yield SummaryBar(id="summary")
@@ -65,7 +76,12 @@ class OverviewScreen(Screen):
     def show_summary(self, state: str = "") -> None:
         """Counts and target, then `state` (scanning…) and the app's modes (◉ watching), which every
         refresh of the bar keeps."""
-        self.query_one(SummaryBar).show(self.app.target_label, self.app.report, state, self.app.state_label)
+        table = self.query_one(FindingsTable)
+        mode = self.app.state_label
+        if table.query_text and self.app.report is not None:  # while a filter is on: how much it shows (up
+            shown = f"{table.row_count} of {plural(len(table.rows_all), 'finding')}"  # front: 80 columns)
+            mode = f"{mode}  {shown}" if mode else shown
+        self.query_one(SummaryBar).show(self.app.target_label, self.app.report, state, mode)
 
     def show_progress(self, done: int, total: int, path: str) -> None:
         bar = self.query_one("#scan-progress", ProgressBar)
@@ -103,7 +119,8 @@ class OverviewScreen(Screen):
             return
         plot.display = True
         self.query_one("#detail").remove_class("-noplot")
-        plot.show_plot(lambda w, h: plots.plot_for(ev, facts, w, h), caption=plots.caption_for(ev))
+        log = self.log_grad
+        plot.show_plot(lambda w, h: plots.plot_for(ev, facts, w, h, log_grad=log), caption=plots.caption_for(ev))
 
     def on_artifact_tree_picked(self, event: ArtifactTree.Picked) -> None:
         box = self.query_one("#filter", Input)
@@ -127,6 +144,7 @@ class OverviewScreen(Screen):
 
     def _apply_filter(self) -> None:
         self.query_one(FindingsTable).set_query(self.query_one("#filter", Input).value)
+        self.show_summary()
 
     # ----------------------------------------------------------------------------- actions
 
@@ -141,6 +159,7 @@ class OverviewScreen(Screen):
         box.display = False
         self.query_one(FindingsTable).set_query("")
         self.query_one(FindingsTable).focus()
+        self.show_summary()
 
     def action_cycle_sort(self) -> None:
         key = self.query_one(FindingsTable).cycle_sort()
@@ -153,3 +172,67 @@ class OverviewScreen(Screen):
     def action_toggle_tree(self) -> None:
         tree = self.query_one(ArtifactTree)
         tree.display = not tree.display
+
+    # ----------------------------------------------------------------------------- open, copy, plot scale
+
+    def _selected(self):
+        row = self.query_one(FindingsTable).current()
+        return row.finding if row is not None else None
+
+    def action_open_editor(self) -> None:
+        """The selected finding's file in $VISUAL/$EDITOR at its line; the app suspends meanwhile."""
+        f = self._selected()
+        if f is None or f.path is None:
+            self.notify("no finding selected", timeout=2)
+            return
+        if f.path.is_dir():
+            self.notify(f"{rel(f.path, self.app.base)} is a folder, not a file", severity="warning", timeout=3)
+            return
+        argv = editor_command(f.path, f.line or 1)
+        try:
+            with self.app.suspend():
+                code = subprocess.run(argv, check=False).returncode
+        except SuspendNotSupported:  # no terminal to hand over (a headless run): the editor runs detached
+            code = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL).returncode
+        except OSError as exc:
+            self.notify(f"cannot start {argv[0]}: {exc.strerror}", title="Editor", severity="error")
+            return
+        if code:
+            self.notify(f"{argv[0]} exited with {code}", severity="warning", timeout=3)
+
+    def action_copy_finding(self) -> None:
+        f = self._selected()
+        if f is None:
+            self.notify("no finding selected", timeout=2)
+            return
+        where = f"{rel(f.path, self.app.base)}:{f.line or 1}" if f.path is not None else "(settings)"
+        text = f"{f.rule} {f.severity.value} {where}" + (f" {f.locator}" if f.locator else "") + f": {f.message}"
+        self.app.copy_to_clipboard(redact_text(text))
+        self.notify(f"copied {f.rule} to the clipboard", timeout=2)
+
+    def action_copy_path(self) -> None:
+        f = self._selected()
+        if f is None or f.path is None:
+            self.notify("no file to copy", timeout=2)
+            return
+        self.app.copy_to_clipboard(readable(str(f.path)))
+        self.notify(f"copied {rel(f.path, self.app.base)}", timeout=2)
+
+    def action_toggle_log_scale(self) -> None:
+        self.log_grad = not self.log_grad
+        self.notify(f"grad norm on a {'log' if self.log_grad else 'linear'} scale", timeout=1.5)
+        self.on_findings_table_chosen(FindingsTable.Chosen(self.query_one(FindingsTable).current()))
+
+
+def editor_command(path: Path, line: int) -> list[str]:
+    """$VISUAL or $EDITOR (else vi) with the file at `line`: `+N FILE` (vi, vim, nano, emacs, micro, kak),
+    `-g FILE:N` for VS Code, `FILE:N` for Sublime."""
+    import shlex
+
+    words = shlex.split(os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi")
+    name = Path(words[0]).name
+    if name in ("code", "codium", "code-insiders"):
+        return [*words, "-g", f"{path}:{line}"]
+    if name in ("subl", "sublime_text"):
+        return [*words, f"{path}:{line}"]
+    return [*words, f"+{line}", str(path)]

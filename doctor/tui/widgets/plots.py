@@ -42,7 +42,7 @@ def _line(plt, ax, xs: Sequence[float], ys: Sequence[float], color: str) -> None
     ax.draw(sig)
 
 
-def _value_ticks(ax, vals: Sequence[float]) -> None:
+def _value_ticks(ax, vals: Sequence[float], log: bool = False) -> None:
     """Low, middle and high value on the y axis. plotext's own ticks land on the nearest text row, so with
     few rows their labels drift from the values beside them; three ticks stay within half a row."""
     if not vals:
@@ -51,7 +51,7 @@ def _value_ticks(ax, vals: Sequence[float]) -> None:
     ticks = [lo, lo / 2 + hi / 2, hi] if hi > lo else [lo]
     # more digits only when the short labels would read the same (a tiny wiggle on a large value)
     for digits in range(2, 8):
-        labels = [_tick_label(t, digits) for t in ticks]
+        labels = [_tick_label(10**t if log else t, digits) for t in ticks]
         if len(set(labels)) == len(labels):
             break
     ax.ruler("y").ticks(ticks, labels)
@@ -113,10 +113,16 @@ def classify_marks(points: dict[str, Any], marks: Sequence[Any]) -> tuple[list[i
 
 
 def training_plot(
-    points: dict[str, Any], marks: Sequence[Any] = (), width: int = 60, height: int = 16, series: Sequence[str] = ()
+    points: dict[str, Any],
+    marks: Sequence[Any] = (),
+    width: int = 60,
+    height: int = 16,
+    series: Sequence[str] = (),
+    log_grad: bool = False,
 ) -> str:
     """Loss / grad norm / learning-rate curves, one panel each, spikes as vertical lines and red dots,
-    non-finite steps as red ✗ at the top of each panel."""
+    non-finite steps as red ✗ at the top of each panel. `log_grad`: the grad-norm panel on a log10 axis
+    (an explosion of 1e4 next to norms of 1 otherwise flattens the rest), labelled in the norm's units."""
     steps = points.get("steps") or []
     present = [s for s in training_series(points) if not series or s[0] in series]
     if not steps or not present:
@@ -131,12 +137,17 @@ def training_plot(
         for row, (key, title, color) in enumerate(present, 1):
             ax = fig.subplot(row, 1) if len(present) > 1 else fig
             ys = points[key]
-            scale, suffix = _scale([float(v) for v in ys if _finite(v)])
-            ys = [float(v) * scale if _finite(v) else v for v in ys]
+            logged = log_grad and key == "grad_norm"
+            if logged:  # log10 of the positive norms; 0 and negatives have no place on a log axis
+                scale, suffix = 1.0, " (log scale)"
+                ys = [math.log10(float(v)) if _finite(v) and float(v) > 0 else None for v in ys]
+            else:
+                scale, suffix = _scale([float(v) for v in ys if _finite(v)])
+                ys = [float(v) * scale if _finite(v) else v for v in ys]
             xs = [float(s) for s, v in zip(steps, ys) if _finite(v)]
             vals = [float(v) for v in ys if _finite(v)]
             _line(plt, ax, xs, vals, color)
-            _value_ticks(ax, vals)
+            _value_ticks(ax, vals, log=logged)
             top = max(vals) if vals else 1.0
             value_at = dict(zip(steps, ys))
             for m in flagged:
@@ -319,12 +330,14 @@ def plot_kind(evidence: dict[str, Any], facts: dict[str, Any] | None = None) -> 
     return None
 
 
-def plot_for(evidence: dict[str, Any], facts: dict[str, Any] | None, width: int, height: int) -> str | None:
+def plot_for(
+    evidence: dict[str, Any], facts: dict[str, Any] | None, width: int, height: int, log_grad: bool = False
+) -> str | None:
     kind = plot_kind(evidence, facts)
     ev = evidence or {}
     try:
         if kind == "training":
-            return training_plot(ev["points"], ev.get("marks") or [], width, height)
+            return training_plot(ev["points"], ev.get("marks") or [], width, height, log_grad=log_grad)
         if kind == "slices":
             return slices_plot(ev["slices"], width, height)
         if kind == "layers":
