@@ -56,7 +56,7 @@ class _Progress:
             self._stop()
             style = {"fixed": "bold green", "partly_fixed": "bold yellow"}.get(e["verdict"], "bold red")
             self.console.print(
-                f"  → v{e['version']} [{style}]{e['verdict'].replace('_', ' ')}[/] in {e['wall_s']:.0f}s "
+                f"  → {_v(e['version'])} [{style}]{e['verdict'].replace('_', ' ')}[/] in {e['wall_s']:.0f}s "
                 f"(registry: {e.get('registry_status')})",
                 highlight=False,
             )
@@ -96,6 +96,10 @@ class _Progress:
             self.progress.update(self.task, description="re-probe", total=None, info="")
 
 
+def _v(version: Any) -> str:
+    return f"v{version}" if version is not None else "no version"
+
+
 def _n(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
@@ -104,10 +108,10 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"doctor fix {report['rollout']}: {report['verdict'].replace('_', ' ').upper()}"]
     for a in report["attempts"]:
         changes = ", ".join(f"{k} {_n(x)}→{_n(y)}" for k, (x, y) in a["changes"].items()) or "no recipe change"
-        head = f"  attempt {a['attempt']}: v{a['version']} {a['verdict']:<12} {a['wall_s']:>6.0f}s"
+        head = f"  attempt {a['attempt']}: {_v(a['version']):<4} {a['verdict']:<12} {a['wall_s']:>6.0f}s"
         lines.append(f"{head}  job {a['job']}  ({changes})")
     lines.append(
-        f"  best: attempt {report['best_attempt']} (version {report['best_version']}); stopped: {report['stopped']}"
+        f"  best: attempt {report['best_attempt']} ({_v(report['best_version'])}); stopped: {report['stopped']}"
     )
     if report["still_wrong"]:
         lines.append(f"  still wrong: {report['still_wrong']}")

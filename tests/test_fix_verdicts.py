@@ -396,3 +396,19 @@ def test_fix_loop_stops_at_the_budget_and_reports_the_best_attempt(tmp_path, mon
     report = fixloop.run_fix(root, attempts=3, budget_min=15)  # attempt 1 "took" 700 s of 900
     assert len(report["attempts"]) == 1 and report["stopped"].startswith("budget")
     assert report["verdict"] == "partly_fixed" and "still there: TRN003" in report["still_wrong"]
+
+
+def test_fix_console_report_names_each_attempt_and_what_is_still_wrong():
+    from doctor.cli_fix import render
+
+    report = {
+        "rollout": "ro", "verdict": "not_fixed", "best_version": None, "best_attempt": 1,
+        "stopped": "budget of 30 min reached: attempt 1 was cancelled (cancelled on request at step 194/400)",
+        "still_wrong": "not fixed: the job cancelled", "elapsed_s": 1813.7, "fix_log": "ro/.doctor/fix-log.jsonl",
+        "attempts": [{"attempt": 1, "version": None, "verdict": "not_fixed", "wall_s": 1811.2, "job": "J1",
+                      "changes": {"data.train_slices": [["arithmetic"], "all"]}}],
+    }  # fmt: skip
+    text = render(report)
+    assert text.splitlines()[0] == "doctor fix ro: NOT FIXED"
+    assert "attempt 1: no version not_fixed" in text and 'data.train_slices ["arithmetic"]→all' in text
+    assert "still wrong: not fixed: the job cancelled" in text and "budget of 30 min reached" in text

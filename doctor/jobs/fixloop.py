@@ -140,6 +140,7 @@ def run_fix(
 
         def stop(holder: dict[str, Any] = holder) -> None:  # out of budget: the running job is cancelled
             if holder.get("id"):
+                holder["out_of_budget"] = True
                 api.cancel(holder["id"], root)
 
         timer = threading.Timer(remaining_s, stop)
@@ -175,6 +176,8 @@ def run_fix(
             break
         if job.state != "succeeded":
             stopped = f"attempt {k} {job.state}: {job.error or ''}".strip()
+            if holder.get("out_of_budget"):
+                stopped = f"budget of {budget_min:g} min reached: attempt {k} was cancelled ({job.error or 'stopped'})"
             break
         prev = {"spec": job.spec, "out_dir": str(job_dir(root, job.id) / "out")}
     best = max(done, key=lambda a: (RANK[a["verdict"]], -len(a["remaining"]) - len(a["new"]), a["attempt"]))
