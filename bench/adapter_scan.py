@@ -68,11 +68,20 @@ def write_config(d: Path) -> None:
         "r": R,
         "lora_alpha": 128,
         "target_modules": list(SHAPES),
-        "base_model_name_or_path": "meta-llama/Llama-2-7b-hf",
+        "base_model_name_or_path": "base",
         "bias": "none",
         "task_type": "CAUSAL_LM",
     }
     (d / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
+    # The base's config.json (Llama-2-7B's numbers) beside it, so the scan also resolves every tensor to its
+    # base module through the architecture table (probes/adapter/arch.py), as a real rollout does.
+    base = {
+        "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN,
+        "intermediate_size": INTER, "num_attention_heads": 32, "num_key_value_heads": 32,
+        "num_hidden_layers": LAYERS, "vocab_size": 32000,
+    }  # fmt: skip
+    (d / "base").mkdir(exist_ok=True)
+    (d / "base" / "config.json").write_text(json.dumps(base, indent=2))
 
 
 def build_fp16(d: Path) -> None:

@@ -168,3 +168,53 @@ def test_unknown_base_type_is_info_and_structure_checks_skipped(world) -> None:
     (info,) = [x for x in report.findings if x.rule == "ADP015"]
     assert "'mamba'" in info.message and "not compared" in info.message
     assert "module share not computed" in f["summary"]
+
+
+def _v4_mixtral_adapter(path: Path, base: Path, *, w2_in: int = 48) -> None:
+    """A Mixtral adapter as peft wrote it under transformers v4 (one Linear per expert: w1/w3 [48←32],
+    w2 [32←48], r = 8): these keys no longer exist in v5, peft converts them onto the stacked parameters."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    sd = {}
+    for i in range(2):
+        pre = f"base_model.model.model.layers.{i}"
+        sd[f"{pre}.self_attn.q_proj.lora_A.weight"] = rng.normal(size=(8, 32))
+        sd[f"{pre}.self_attn.q_proj.lora_B.weight"] = rng.normal(size=(32, 8))
+        for j in range(4):
+            e = f"{pre}.block_sparse_moe.experts.{j}"
+            for w, (din, dout) in {"w1": (32, 48), "w3": (32, 48), "w2": (w2_in, 32)}.items():
+                sd[f"{e}.{w}.lora_A.weight"] = rng.normal(size=(8, din))
+                sd[f"{e}.{w}.lora_B.weight"] = rng.normal(size=(dout, 8))
+    path.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.astype(np.float32) for k, v in sd.items()}, str(path / "adapter_model.safetensors"))
+    cfg = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "w1", "w2", "w3"],
+           "base_model_name_or_path": str(base), "task_type": "CAUSAL_LM", "bias": "none"}  # fmt: skip
+    (path / "adapter_config.json").write_text(json.dumps(cfg))
+
+
+def test_transformers_v4_mixtral_adapter_is_resolved_like_peft_loads_it(tmp_path) -> None:
+    import torch
+    from peft import PeftModel
+
+    base = tmp_path / "mixtral"
+    build_model("mixtral").save_pretrained(base)
+    ad = tmp_path / "v4-adapter"
+    _v4_mixtral_adapter(ad, base)
+    # peft itself loads it onto the v5 model: the stacked expert factors receive the per-expert weights
+    from transformers import AutoModelForCausalLM
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pm = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), ad)
+    stacked = [p for n, p in pm.named_parameters() if "experts" in n and "lora_A" in n]
+    assert stacked and all(float(torch.count_nonzero(p)) > 0 for p in stacked)
+    _, bad, f = run(ad)
+    assert not bad, [(x.rule, x.message) for x in bad]
+    assert f["base"]["adapted_parameters"] == 4  # gate_up_proj and down_proj in 2 layers
+    # one expert's w2 with another input width: an error naming that tensor
+    bad_ad = tmp_path / "v4-bad"
+    _v4_mixtral_adapter(bad_ad, base, w2_in=40)
+    _, bad, _ = run(bad_ad)
+    assert any(x.rule == "ADP012" and "block_sparse_moe.experts.0.w2.lora_A.weight" in x.message for x in bad), bad

@@ -366,6 +366,43 @@ class Architecture:
         return self._by_top.get(path.rsplit(".", 1)[-1])
 
 
+# transformers v4 kept MoE experts as one Linear each; adapters trained then carry per-expert tensors that peft
+# (0.21) converts at load time onto the v5 stacked parameters (peft.utils.transformers_weight_conversion).
+# family → [(pattern of the path inside a layer, in expr, out expr, v5 parameter inside the layer)]
+LEGACY_EXPERTS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
+    "mixtral": (
+        (r"block_sparse_moe\.experts\.\d+\.w[13]", "hidden", "moe_inter", "mlp.experts.gate_up_proj"),
+        (r"block_sparse_moe\.experts\.\d+\.w2", "moe_inter", "hidden", "mlp.experts.down_proj"),
+        (r"block_sparse_moe\.gate", "hidden", "experts", "mlp.gate.weight"),
+    ),
+    "qwen3_moe": (
+        (r"mlp\.experts\.\d+\.(?:gate|up)_proj", "hidden", "moe_inter", "mlp.experts.gate_up_proj"),
+        (r"mlp\.experts\.\d+\.down_proj", "moe_inter", "hidden", "mlp.experts.down_proj"),
+        (r"mlp\.gate", "hidden", "experts", "mlp.gate.weight"),
+    ),
+}
+
+
+def legacy_expert(arch: Architecture, path: str) -> tuple[Spec, str] | None:
+    """A transformers-v4 per-expert Linear (or v4 router Linear) at `path`: (its Spec, the v5 parameter path
+    peft converts it onto), or None."""
+    rows = LEGACY_EXPERTS.get(arch.family)
+    if not rows:
+        return None
+    m = re.search(rf"(?:^|\.){re.escape(arch.layers_attr)}\.(\d+)\.(.+)$", path)
+    if not m:
+        return None
+    layer, rel = int(m.group(1)), m.group(2)
+    for pattern, in_e, out_e, v5 in rows:
+        if re.fullmatch(pattern, rel):
+            param = arch._by_layer.get((layer, v5))
+            i, o = _eval(in_e, arch.dims), _eval(out_e, arch.dims)
+            if param is None or i is None or o is None:
+                return None
+            return Spec(path, LINEAR, i, o, layer), param.path
+    return None
+
+
 def architecture_for(config_json: dict[str, Any]) -> Architecture | None:
     """The Architecture for a base model's config.json (a parsed dict); None when its model_type (or a
     VLM's text_config.model_type) is not in the table or its dimensions are missing."""

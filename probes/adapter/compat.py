@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.model import Finding, Severity
-from probes.adapter.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec
+from probes.adapter.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec, legacy_expert
 from probes.adapter.matching import Matching, Target, match_targets
 from probes.adapter.peft_config import SavedModule, layer_of
 from probes.adapter.rules import BASE_NAMES, BASE_SHAPES, BASE_UNKNOWN
@@ -50,6 +50,10 @@ def resolve(modules: dict[str, SavedModule], config: Any, arch: Architecture) ->
             t = by_spec.get(id(spec)) if spec is not None else None
             if t is None and spec is None and path.endswith(".base_layer"):
                 t = _param_chain(path, m, arch)
+            if t is None and spec is None and (legacy := legacy_expert(arch, path)) is not None:
+                t = _legacy_target(legacy, m, config)
+                if t is None:
+                    spec = legacy[0]
             if t is None:
                 if spec is not None:
                     res.unselected[path] = spec
@@ -62,6 +66,20 @@ def resolve(modules: dict[str, SavedModule], config: Any, arch: Architecture) ->
                 continue
         res.targets[path] = t
     return res
+
+
+def _legacy_target(legacy: tuple[Spec, str], m: Matching, config: Any) -> Target | None:
+    """A v4 per-expert module whose v5 parameter the (converted) config targets: peft loads it there. Its own
+    rank is the config's r: peft's doubling for a fused gate_up_proj applies to the stacked v5 factors."""
+    spec, v5 = legacy
+    t5 = m.targets.get(v5)
+    if t5 is None:
+        return None
+    raw = config.raw if hasattr(config, "raw") else config
+    r = raw.get("r") if isinstance(raw.get("r"), int) else t5.r
+    alpha = raw.get("lora_alpha") if isinstance(raw.get("lora_alpha"), (int, float)) else t5.alpha
+    rs = bool(raw.get("use_rslora"))
+    return Target(spec, spec.path, r, float(alpha), alpha / (r**0.5) if rs else alpha / r)
 
 
 def _param_chain(path: str, m: Matching, arch: Architecture) -> Target | None:
