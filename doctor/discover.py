@@ -270,7 +270,10 @@ def _apply_declared_kinds(found: list[Artifact], root: Path) -> None:
         manifests.add(above)
     for manifest in sorted(manifests):
         for path, kind in declared_files(manifest):
-            if not path.is_file() or (root not in path.parents):
+            try:
+                if not path.is_file() or (root not in path.parents):
+                    continue
+            except OSError:  # a name the file system refuses (too long): the manifest's probe says so
                 continue
             art = by_path.get(path)
             if art is None:

@@ -71,6 +71,8 @@ def read_manifest(path: Path) -> dict[str, Any]:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise ReadError(path, f"invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ReadError(path, "invalid TOML: arrays or tables nested too deep to parse") from None
     except UnicodeDecodeError as exc:
         raise ReadError(path, f"not UTF-8 text ({exc.reason})", f"byte {exc.start}") from None
     except OSError as exc:

@@ -232,3 +232,37 @@ def test_a_path_too_long_for_the_file_system_is_doc001(tmp_path):
     findings = json.loads(proc.stdout)["findings"]
     assert not [f for f in findings if f["rule"] == "DOC002"], findings
     assert any(f["rule"] == "DOC001" and "File name too long" in f["message"] for f in findings), findings
+
+
+def test_eval_csv_whose_header_line_csv_refuses_is_a_finding(tmp_path):
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "candidate.csv").write_bytes(b"\rd,slice,score\r\na1,arithmetic,1\r\n")
+    proc = run_doctor("check", ".", "--format", "json", cwd=tmp_path)
+    findings = json.loads(proc.stdout)["findings"]
+    assert not [f for f in findings if f["rule"] == "DOC002"], findings
+    assert any(f["path"] == "eval/candidate.csv" for f in findings), findings
+
+
+def test_manifest_nested_too_deep_or_naming_a_too_long_path_is_doc001(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "rollout.toml").write_text('[rollout]\nname = "a"\nx = ' + "[" * 5000 + "]" * 5000 + "\n")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "rollout.toml").write_text(f'[rollout]\nname = "b"\n[eval]\nbaseline = "{"x" * 5000}.csv"\n')
+    proc = run_doctor("check", ".", "--format", "json", cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr  # was 2: RecursionError / OSError escaped the scan
+    findings = json.loads(proc.stdout)["findings"]
+    assert ("DOC001", "a/rollout.toml") in {(f["rule"], f["path"]) for f in findings}, findings
+
+
+def test_a_huge_compose_command_is_a_finding_not_a_hang(tmp_path):
+    from doctor.config import Settings
+    from doctor.engine import scan
+
+    (tmp_path / "serving").mkdir()
+    word = "[" * 200_000 + "]" * 200_000
+    (tmp_path / "serving" / "compose.yaml").write_text(
+        "services:\n  vllm:\n    image: vllm/vllm-openai:v0.6.3\n"
+        f"    command: >\n      {word} --model m --enable-lora --lora-modules a=/adapters/a\n"
+    )
+    report = scan([tmp_path], Settings())  # shlex took ~10 s a run on this (quadratic in the word)
+    assert any("characters long; not split" in f.message for f in report.findings), report.findings

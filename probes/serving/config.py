@@ -473,7 +473,16 @@ _LAUNCH = re.compile(
 _SEPARATORS = {"&&", "||", ";", "|", "&"}
 
 
+# shlex builds each token a character at a time (quadratic on one huge word): real command lines are short.
+MAX_COMMAND = 64 * 1024
+
+
 def _split(line: str, lineno: int, problems: list[dict[str, Any]]) -> list[str] | None:
+    if len(line) > MAX_COMMAND:
+        problems.append(
+            _problem("unparseable", f"command at line {lineno} is {len(line)} characters long; not split", lineno)
+        )
+        return None
     try:
         return shlex.split(line, comments=True)
     except ValueError as exc:

@@ -33,8 +33,11 @@ def first_keys(path: Path) -> list[str]:
         return []
     low = path.name.lower()
     if low.endswith((".csv", ".tsv")):
-        line = head.split("\n", 1)[0]
-        return [c.strip() for c in next(csv.reader([line], delimiter="\t" if low.endswith(".tsv") else ","), [])]
+        line = head.splitlines()[0] if head.strip() else ""  # \r alone ends a line too (csv refuses it inside)
+        try:
+            return [c.strip() for c in next(csv.reader([line], delimiter="\t" if low.endswith(".tsv") else ","), [])]
+        except csv.Error:  # a header csv cannot split: the table reader reports the file
+            return []
     if low.endswith(".jsonl"):
         for line in head.split("\n"):
             if line.strip():
