@@ -218,3 +218,14 @@ def test_transformers_v4_mixtral_adapter_is_resolved_like_peft_loads_it(tmp_path
     _v4_mixtral_adapter(bad_ad, base, w2_in=40)
     _, bad, _ = run(bad_ad)
     assert any(x.rule == "ADP012" and "block_sparse_moe.experts.0.w2.lora_A.weight" in x.message for x in bad), bad
+
+
+def test_target_peft_cannot_wrap_is_an_error_before_deploy(world) -> None:
+    ad = world["root"] / "container-target"
+    shutil.copytree(world["rslora"], ad, dirs_exist_ok=True)
+    cfg = json.loads((ad / "adapter_config.json").read_text())
+    cfg["target_modules"] = ["q_proj", "mlp"]  # `mlp` is the LlamaMLP container: peft raises at load
+    (ad / "adapter_config.json").write_text(json.dumps(cfg))
+    _, bad, _ = run(ad)
+    (f,) = [x for x in bad if x.rule == "ADP013"]
+    assert f.severity.value == "error" and "model.layers.0.mlp" in f.message and "not supported" in f.message

@@ -93,3 +93,25 @@ def test_matching_equals_peft(family: str) -> None:
         for t in m.targets.values():  # rank / alpha per module as peft set them
             mod = model.get_submodule(t.saved_path)
             assert (mod.r["default"], float(mod.lora_alpha["default"])) == (t.r, t.alpha), (family, name, t.spec.path)
+
+
+@pytest.mark.parametrize(
+    ("target_modules", "raises"),
+    [(["self_attn"], True), (r"model\.layers\.0", True), (["q_proj", "mlp"], True), (["q_proj", "nope"], False)],
+)
+def test_unsupported_targets_are_predicted_where_peft_raises(target_modules: Any, raises: bool) -> None:
+    """A target that names a container (a decoder layer, self_attn, mlp) makes peft raise; doctor says so."""
+    from peft import LoraConfig, get_peft_model
+
+    from tests.adapter_families import build_model
+
+    model = build_model("llama", meta=True)
+    arch = architecture_for(json.loads(model.config.to_json_string()))
+    assert arch is not None
+    m = match_targets({"r": 8, "lora_alpha": 16, "target_modules": target_modules}, arch)
+    assert bool(m.unsupported) == raises
+    if raises:
+        with pytest.raises(ValueError, match="is not supported"):
+            get_peft_model(model, LoraConfig(r=8, target_modules=target_modules))
+    else:
+        assert m.unmatched_entries == ["nope"] and len(m.targets) == 2

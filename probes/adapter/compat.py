@@ -95,6 +95,12 @@ def _param_chain(path: str, m: Matching, arch: Architecture) -> Target | None:
     return m.by_saved_path.get(want)
 
 
+def _short(tm: Any) -> str:
+    if isinstance(tm, list) and len(tm) > 6:
+        return f"[{', '.join(repr(t) for t in tm[:6])}, … {len(tm)} entries]"
+    return repr(tm)
+
+
 def _has_unmodelled(res: Resolved, entry: str) -> bool:
     """A target_modules entry that names saved modules of a VLM's vision tower (not in the table)."""
     return any(p == entry or p.endswith("." + entry) for p in res.unmodelled)
@@ -217,16 +223,29 @@ def base_findings(sc: Any, base_cfg: dict[str, Any], arch: Architecture | None, 
     m = res.matching
     tm = sc.config.target_modules if sc.config is not None else None
     has_params = bool(sc.config is not None and sc.config.get("target_parameters"))
-    if sc.config is not None and (tm is not None or has_params) and m.nothing_matched and not m.modules_to_save:
+    nothing = m.nothing_matched and not (m.modules_to_save or m.unsupported or res.unmodelled)
+    if sc.config is not None and (tm is not None or has_params) and nothing:
         out.append(
             BASE_NAMES.finding(
                 cfg_path,
-                f"target_modules {tm!r} matches no module of {where}: PEFT raises 'Target modules … not found "
-                "in the base model'",
+                f"target_modules {_short(tm)} matches no module of {where}: PEFT raises 'Target modules … not "
+                "found in the base model'",
                 locator="/target_modules",
             )
         )
-    elif unmatched := [e for e in m.unmatched_entries if not _has_unmodelled(res, e)]:
+    if m.unsupported:
+        out.append(
+            BASE_NAMES.finding(
+                cfg_path,
+                f"target_modules {_short(tm)} selects {len(m.unsupported)} modules of {where} that are not "
+                f"Linear/Conv1D/Embedding ({_list(m.unsupported)}): PEFT raises 'Target module … is not "
+                "supported' when it loads this adapter",
+                locator="/target_modules",
+                evidence={"unsupported": m.unsupported[:50]},
+            )
+        )
+    unmatched = [] if nothing else [e for e in m.unmatched_entries if not _has_unmodelled(res, e)]
+    if unmatched:
         out.append(
             BASE_NAMES.finding(
                 cfg_path,
