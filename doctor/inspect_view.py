@@ -70,7 +70,9 @@ def _render(report: Report, fmt: str, matrix: bool) -> str:
 
 def _fact_lines(key: str, value: Any, indent: str) -> list[str]:
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
-        return [f"{indent}{key}:", *_table(value, indent + "  ")]
+        if all(_cell(v) for row in value for v in row.values()):
+            return [f"{indent}{key}:", *_table(value, indent + "  ")]
+        return [f"{indent}{key}:", *_blocks(value, indent + "  ")]
     if (
         isinstance(value, dict)
         and value
@@ -87,7 +89,33 @@ def _fact_lines(key: str, value: Any, indent: str) -> list[str]:
     return [f"{indent}{key}: {_short(value)}"]
 
 
+def _cell(value: Any) -> bool:
+    """A value that reads well in a table cell (nested records get their own block instead)."""
+    if isinstance(value, list):
+        return all(not isinstance(v, (dict, list)) for v in value)
+    return not isinstance(value, dict)
+
+
+def _blocks(rows: list[dict[str, Any]], indent: str) -> list[str]:
+    """Records with nested values, one YAML-like block each (a table would print Python reprs)."""
+    out: list[str] = []
+    for row in rows:
+        lines: list[str] = []
+        for k, v in row.items():
+            lines.extend(_fact_lines(str(k), v, indent + "  "))
+        if lines:
+            lines[0] = indent + "- " + lines[0][len(indent) + 2 :]
+        out.extend(lines or [indent + "- (empty)"])
+    return out
+
+
 def _short(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_short(v)}" for k, v in value.items()) or "none"
     if isinstance(value, float):
         return f"{value:.6g}"
     if isinstance(value, list):

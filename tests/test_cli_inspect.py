@@ -56,3 +56,17 @@ def test_triage_of_an_empty_folder_is_not_a_clean_bill(tmp_path):
     assert result["diagnosis"]["causes"] == [] and "Nothing to triage" in result["diagnosis"]["text"]
     proc = run_doctor("triage", str(tmp_path), "--answer", "no_such_node=yes")
     assert proc.returncode == 2 and "no such question" in proc.stderr
+
+
+def test_inspect_text_shows_nested_facts_without_python_reprs(healthy, tmp_path):
+    """Serving servers and eval comparisons hold nested records: blocks and tables, never dict reprs."""
+    import shutil
+
+    shutil.copytree(healthy, tmp_path / "healthy")
+    out = run_doctor("inspect", str(tmp_path / "healthy")).stdout
+    for repr_text in ("{'", "[{", ": None", " None ", ": True", ": False"):
+        assert repr_text not in out, repr_text
+    assert "- variant: lora" in out and "- engine: vllm" in out
+    assert "enable_lora: yes" in out
+    # the per-slice rows of a comparison stay one table
+    assert any(line.split()[:1] == ["arithmetic"] and "100" in line for line in out.splitlines())
