@@ -168,10 +168,10 @@ async def test_log_scale_toggle_for_grad_norm(world: Path):
         await settle(pilot)
         plot = app.screen.query_one(PlotView)
         assert "grad norm" in plot.plain and "(log scale)" not in plot.plain
-        await pilot.press("L")
+        await pilot.press("G")
         await settle(pilot)
         assert "grad norm (log scale)" in plot.plain
-        await pilot.press("L")
+        await pilot.press("G")
         await settle(pilot)
         assert "(log scale)" not in plot.plain
 

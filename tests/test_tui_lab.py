@@ -93,3 +93,18 @@ async def test_no_lab_says_how_to_run_one(tmp_path: Path):
         await settle(pilot)
         await pilot.press("L")
         assert await wait_for(pilot, lambda: "doctor lab run SPEC" in screen_text(app))
+
+
+def test_no_key_is_bound_twice_where_both_would_apply():
+    """A screen's key that repeats an app-wide key hides it there (L for the lab was a grad-norm toggle on
+    the findings screen, so the lab could not be opened from it)."""
+    from doctor.tui.commands import COMMANDS
+
+    app_keys = {c.key: c.action for c in COMMANDS if c.scope == "app"}
+    seen: dict[tuple[str, str], str] = {}
+    for c in COMMANDS:
+        if c.scope in ("app", "modal"):
+            continue
+        assert c.key not in app_keys or c.action == app_keys[c.key], f"{c.scope} {c.key} hides app {app_keys[c.key]}"
+        assert (c.scope, c.key) not in seen, f"{c.scope} {c.key} bound twice"
+        seen[(c.scope, c.key)] = c.action

@@ -133,7 +133,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         "overview",
-        "L",
+        "G",  # not L: L opens the lab from every screen
         "toggle_log_scale",
         "Log scale",
         "Grad-norm plots: switch the y axis between linear and log scale",
