@@ -525,6 +525,8 @@ async def test_cancel_a_running_job(world: Path):
             assert await wait_for(pilot, lambda: "running" in screen_text(app), timeout=60)
             assert "42s" in screen_text(app) and "30%" in screen_text(app)
             await pilot.press("c")
+            assert await wait_for(pilot, lambda: app.screen.__class__.__name__ == "AskScreen", timeout=30)
+            await pilot.press("y")  # cancelling asks first (tests/test_tui_craft.py)
             assert await wait_for(pilot, lambda: proc.poll() is not None, timeout=60)
             assert proc.returncode == -signal.SIGTERM
             assert store.get(jid).cancel_requested

@@ -212,3 +212,59 @@ async def test_palette_lists_doctor_actions_first_and_plurals_are_right(world: P
         messages = [n.message for n in app._notifications]
         assert "watching 1 training log for new findings" in messages, messages
         assert not any("(s)" in m for m in messages)
+
+
+def _running_reeval(root: Path, **fields):
+    from doctor.jobs.store import JobStore
+
+    store = JobStore(root)
+    job = store.create({"schema": "peft-doctor/job/1", "kind": "reeval", "rollout": str(root)})
+    store.set_state(job.id, "running", "test", **fields)
+    return store, job.id
+
+
+async def test_cancelling_a_job_asks_first(world: Path, monkeypatch):
+    root = (world / "clean").resolve()
+    _, jid = _running_reeval(root)
+    asked: list[str] = []
+    app = make_app([root], Settings(), job_poll_s=0.1)
+    monkeypatch.setattr(app, "cancel_job", lambda job_id, r: asked.append(job_id))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("j")
+        assert await wait_for(pilot, lambda: "running" in screen_text(app), timeout=60)
+        await pilot.press("c")
+        assert await wait_for(pilot, lambda: type(app.screen).__name__ == "AskScreen", timeout=30)
+        assert f"Cancel reeval job {jid}" in screen_text(app)
+        await pilot.press("n")  # keep it running
+        await settle(pilot)
+        assert asked == [] and type(app.screen).__name__ == "JobsScreen"
+        await pilot.press("c")
+        assert await wait_for(pilot, lambda: type(app.screen).__name__ == "AskScreen", timeout=30)
+        await pilot.press("y")
+        await settle(pilot)
+        assert asked == [jid]
+
+
+async def test_reeval_shows_examples_done_of_total_and_the_log_wraps(world: Path):
+    root = (world / "clean").resolve()
+    store, jid = _running_reeval(root)
+    long = "worker: " + " ".join(f"word{i}" for i in range(60))
+    store.add_events(
+        jid,
+        [
+            {"event": "log", "message": long},
+            {"event": "progress", "phase": "eval", "done": 37, "total": 120},
+        ],
+    )
+    app = make_app([root], Settings(), job_poll_s=0.1)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("j")
+        assert await wait_for(pilot, lambda: "examples 37/120" in screen_text(app), timeout=60)
+        assert "step 0/?" not in screen_text(app)
+        log = app.screen.query_one("#job-log")
+        rows = ["".join(seg.text for seg in strip) for strip in log.lines]
+        assert len(rows) > 1 and "word0" in rows[0] and any("word59" in r for r in rows[1:])  # wrapped, not cut
+        assert all(len(r.rstrip()) <= log.size.width for r in rows)
+        assert "1 job, 1 active" in screen_text(app)

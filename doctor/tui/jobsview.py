@@ -64,6 +64,7 @@ class EventDigest:
     steps: list[float] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     log: list[str] = field(default_factory=list)
+    examples: tuple[int, int] | None = None  # a re-eval's (done, total), from its progress events
 
     def feed(self, events: list[dict[str, Any]]) -> list[str]:
         """Take new events; return the new log lines."""
@@ -87,6 +88,9 @@ class EventDigest:
             elif kind in ("log", "error", "cancelled"):
                 lines.append(f"{kind}: {e.get('message', '')}" if kind != "log" else str(e.get("message", "")))
             elif kind == "progress":
+                done, total = e.get("done"), e.get("total")
+                if isinstance(done, int) and isinstance(total, int) and total > 0:
+                    self.examples = (done, total)
                 continue
             elif kind in ("result", "done", "eval"):
                 keys = ", ".join(

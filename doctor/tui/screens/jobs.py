@@ -14,11 +14,11 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Log, ProgressBar, Static
+from textual.widgets import DataTable, Footer, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
 from doctor.recipe import describe
-from doctor.tui.commands import bindings
+from doctor.tui.commands import bindings, plural
 from doctor.tui.data import rel
 from doctor.tui.jobsview import (
     STATE_GLYPH,
@@ -89,7 +89,7 @@ class JobsScreen(Screen):
                 yield ProgressBar(id="job-progress", show_eta=False)
                 yield PlotView(id="job-loss")
                 yield Static(id="job-compare")
-                yield Log(id="job-log", max_lines=500)
+                yield RichLog(id="job-log", max_lines=500, wrap=True)  # long lines wrap, never cut
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -108,7 +108,7 @@ class JobsScreen(Screen):
 
     def _head(self, state: str = "") -> None:
         running = sum(1 for _, j in self.jobs if j.state in ("queued", "running"))
-        t = Text.assemble((" Jobs ", "bold reverse"), (f" {len(self.jobs)} jobs, {running} active", "bold"))
+        t = Text.assemble((" Jobs ", "bold reverse"), (f" {plural(len(self.jobs), 'job')}, {running} active", "bold"))
         if state:
             t.append(f"  {state}", style="italic")
         self.query_one("#jobs-summary", SummaryBar).update(t)
@@ -149,7 +149,8 @@ class JobsScreen(Screen):
             digest = self.digests.setdefault(msg.job_id, EventDigest())
             lines = digest.feed(msg.events)
             if lines:
-                self.query_one("#job-log", Log).write_lines(lines)
+                for line in lines:
+                    self.query_one("#job-log", RichLog).write(line)
         self._show_selected()
         self._head()
         self._notify_ended()
@@ -220,7 +221,11 @@ class JobsScreen(Screen):
             head.append("   overrides: " + ", ".join(f"{k}={describe(v)}" for k, v in over.items()), style="magenta")
         if j.phase:
             head.append(f"   phase: {j.phase}", style="dim")
-        if j.state == "running":
+        d = self.digests.get(j.id)
+        examples = d.examples if d is not None else None
+        if j.state == "running" and examples and not j.max_steps:  # a re-eval counts examples, not steps
+            head.append(f"   examples {examples[0]}/{examples[1]}   ETA {fmt_eta(j.eta_s)}")
+        elif j.state == "running":
             head.append(f"   step {j.step}/{j.max_steps or '?'}   ETA {fmt_eta(j.eta_s)}")
         if j.error:
             head.append(f"\n{j.error}", style="bold red")
@@ -233,7 +238,9 @@ class JobsScreen(Screen):
             head.append("\noutputs: " + ", ".join(shown), style="dim")
         self.query_one("#job-head", Static).update(head)
         bar = self.query_one("#job-progress", ProgressBar)
-        if j.max_steps:
+        if examples and not j.max_steps:
+            bar.update(total=examples[1], progress=examples[1] if j.state == "succeeded" else examples[0])
+        elif j.max_steps:
             bar.update(total=j.max_steps, progress=j.max_steps if j.state == "succeeded" else j.step)
         elif j.state == "succeeded":
             bar.update(total=1, progress=1)
@@ -293,10 +300,11 @@ class JobsScreen(Screen):
         key = event.row_key.value if event.row_key is not None else None
         if key and key != self.selected:
             self.selected = key
-            self.query_one("#job-log", Log).clear()
+            self.query_one("#job-log", RichLog).clear()
             d = self.digests.get(key)
             if d:
-                self.query_one("#job-log", Log).write_lines(d.log)
+                for line in d.log:
+                    self.query_one("#job-log", RichLog).write(line)
             self._show_selected()
             self.poll()
 
@@ -317,4 +325,13 @@ class JobsScreen(Screen):
         if j.done:
             self.notify(f"job {j.id} already {j.state}", timeout=2)
             return
-        self.app.cancel_job(j.id, root)
+        from doctor.tui.screens.ask import AskScreen
+
+        where = f"step {j.step}/{j.max_steps}" if j.max_steps else j.state
+        question = f"Cancel {j.kind} job {j.id} ({where})? Its work so far is lost."
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.cancel_job(j.id, root)
+
+        self.app.push_screen(AskScreen(question, yes="Cancel job", no="Keep running"), answered)
