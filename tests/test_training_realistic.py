@@ -306,3 +306,21 @@ def test_fast_parser_and_nan_fallback_read_the_same_series(tmp_path):
     assert np.array_equal(clean.steps, nan.steps) and np.array_equal(clean.loss, nan.loss)
     assert np.isnan(nan.grad_norm[5]) and np.isfinite(clean.grad_norm[5])
     assert np.array_equal(clean.evals["eval_loss"][1], nan.evals["eval_loss"][1])
+
+
+def test_grpo_logged_to_tensorboard_is_recognised(tmp_path):
+    """HF's TensorBoard callback writes TRL's keys under train/: the same trainer, the same rules."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    w = EventFileWriter(str(tmp_path))
+    for e in grpo(kl_blowup=True):
+        vals = [
+            summary_pb2.Summary.Value(tag=f"train/{k}", simple_value=float(e[k]))
+            for k in ("loss", "grad_norm", "learning_rate", "kl", "reward", "reward_std", "completions/mean_length")
+        ]
+        w.add_event(event_pb2.Event(step=e["step"], wall_time=1.0, summary=summary_pb2.Summary(value=vals)))
+    w.close()
+    rep = run(next(tmp_path.glob("events.out.tfevents*")))
+    assert rep.artifacts[0].facts["trainer"] == "grpo"
+    assert {f.rule for f in errors(rep.findings)} == {"TRN016"}, [f.message for f in rep.findings]

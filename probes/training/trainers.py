@@ -76,3 +76,21 @@ def kind_of(keys: set[str] | frozenset[str]) -> str:
 def family(kind: str) -> str:
     """'preference' | 'rl' | 'sft'."""
     return "preference" if kind in PREFERENCE else "rl" if kind in RL else "sft"
+
+
+def attach(s, metrics: dict) -> None:
+    """Trainer name and metrics for readers holding whole per-tag series (TensorBoard, MLflow): tags such
+    as `train/rewards/chosen` or `reward` -> `s.extra`, and `s.trainer` from their names."""
+    import numpy as np
+
+    from probes.training.series import eval_arrays
+
+    picked = {}
+    for tag, (st, va) in metrics.items():
+        key = tag.removeprefix("train/")
+        if wanted(key) and key not in picked:
+            picked[key] = (st, va)
+    s.trainer = kind_of(set(picked))
+    for key, (st, va) in picked.items():
+        st, va = np.asarray(st, dtype=np.int64), np.asarray(va, dtype=np.float64)
+        s.extra[key] = eval_arrays(list(zip(st.tolist(), va.tolist())))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from doctor.safeio import read_text_capped
+from probes.training import trainers
 from probes.training.readers.tfevents import TAGS
 from probes.training.series import Series, eval_arrays, from_columns
 
@@ -93,6 +94,7 @@ def series_from_metrics(metrics: dict[str, tuple[list[int], list[float]]], s: Se
         low = name.lower()
         if low.startswith(("eval_", "eval/", "val_")) and not low.endswith(("runtime", "_per_second")):
             s.evals[low.replace("/", "_")] = eval_arrays(list(zip(st, va)))
+    trainers.attach(s, metrics)
     return s
 
 

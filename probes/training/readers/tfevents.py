@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from probes.training import trainers
 from probes.training.series import Series, eval_arrays, from_columns
 
 _HEADER = struct.Struct("<Q")
@@ -155,6 +156,7 @@ class ScalarCollector:
             ):
                 name = "eval_" + low.split("/", 1)[-1].removeprefix("eval_") if "/" in low else low
                 s.evals[name] = eval_arrays(list(zip(st, va)))
+        trainers.attach(s, self.tags)  # TRL's train/rewards/*, train/kl, train/reward, ...
         return s
 
 
