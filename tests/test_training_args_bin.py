@@ -201,3 +201,29 @@ def test_log_without_recipe_says_which_config_rules_did_not_run(tmp_path):
     # a lone log file checked on its own: no config was to be expected, nothing said
     write_state(tmp_path / "solo" / "trainer_state.json", *healthy_curve(n=60))
     assert not [f for f in check([tmp_path / "solo"], Settings()).findings if f.rule == "CFG009"]
+
+
+def test_mutated_pickles_never_raise_or_run(tmp_path):
+    """Random damage to a real TrainingArguments pickle, with and without a payload in front: a scan result
+    every time (fields, a problem, or code it would run), never an exception, never a side effect."""
+    import random
+
+    good = pickle.dumps(_args(tmp_path, learning_rate=1e-4), protocol=2)
+    marker = tmp_path / "PWNED"
+    evil = f"(S'touch {marker}'\nios\nsystem\n".encode()
+    rnd = random.Random(14)
+    path = tmp_path / "training_args.bin"
+    outcomes = set()
+    for case in range(400):
+        data = bytearray(good)
+        for _ in range(rnd.randint(0, 8)):
+            data[rnd.randrange(len(data))] = rnd.randrange(256)
+        blob = (evil if case % 4 == 0 else b"") + bytes(data) + rnd.randbytes(rnd.randint(0, 32))
+        path.write_bytes(blob)
+        scan = scan_training_args(path)
+        assert scan.fields or scan.problem, case
+        if case % 4 == 0:
+            assert scan.dangerous and "os.system" in scan.problem, (case, scan.problem)
+        outcomes.add("fields" if scan.fields else "unsafe" if scan.unsafe else "problem")
+        assert not marker.exists()
+    assert outcomes == {"fields", "unsafe", "problem"}

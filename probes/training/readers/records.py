@@ -7,6 +7,7 @@ for a column that holds something other than plain numbers (None, strings, missi
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Sequence
 from operator import itemgetter
 from typing import Any
@@ -56,9 +57,12 @@ def _column(rows: list[dict], key: str | None, name: str, s: Series, where: str)
     if key is None:
         return np.full(n, np.nan), np.zeros(n, dtype=bool)
     get = itemgetter(key)
-    try:  # the common case, every row holds a number: two C-level passes, no per-value Python
-        if set(map(type, map(get, rows))) <= {float, int}:
-            return np.fromiter(map(get, rows), dtype=np.float64, count=n), np.ones(n, dtype=bool)
+    try:  # the common case, every row holds a number: one C-level pass. array("d") refuses None and
+        # strings (they take the per-value path below, which reports them); a JSON true/false reads as 1/0.
+        return np.frombuffer(array("d", map(get, rows)), dtype=np.float64), np.ones(n, dtype=bool)
+    except (KeyError, TypeError):
+        pass
+    try:
         vals = list(map(get, rows))
     except KeyError:
         vals = [r.get(key, _MISSING) for r in rows]

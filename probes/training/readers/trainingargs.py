@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import reprlib
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,8 +184,13 @@ class _Persistent:
         return f"<persistent {self.pid!r}>"
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring, _REPR.maxother = 80, 80
+
+
 def _render_args(args: tuple) -> str:
-    text = ", ".join(repr(a) if not isinstance(a, Inert) else a._global for a in args)
+    """Bounded rendering (reprlib: depth- and length-capped, so a deep or huge argument cannot hurt)."""
+    text = ", ".join(_REPR.repr(a) if not isinstance(a, Inert) else a._global for a in args)
     return text if len(text) <= 120 else text[:117] + "..."
 
 
@@ -305,8 +311,11 @@ def _pickle_bytes(path: Path, raw: bytes) -> tuple[str, bytes]:
     return "stream", raw
 
 
-def _unpickle(path: Path, layout: str, data: bytes) -> tuple[Any, list[str]]:
+def _unpickle(path: Path, layout: str, data: bytes, seen: list[str]) -> tuple[Any, list[str]]:
+    """The unpickled object; `seen` receives every global looked up, even when the pickle breaks later
+    (a payload in front of damage is still reported)."""
     up = _RestrictedUnpickler(data)
+    up.globals = seen
     try:
         if layout == "zip":
             return up.load(), up.globals
@@ -342,13 +351,29 @@ def scan_training_args(path: Path) -> ArgsScan:
         if len(data) > MAX_PICKLE_BYTES:
             scan.problem = f"pickle over {MAX_PICKLE_BYTES} bytes"
             return scan
-        obj, scan.globals = _unpickle(path, scan.layout, data)
+        obj, _ = _unpickle(path, scan.layout, data, scan.globals)
     except OSError as exc:
         scan.problem = f"cannot read: {exc.strerror}"
         return scan
     except TrainingArgsError as exc:
         scan.problem, scan.where = exc.reason, exc.where
+        bad = [f"{q}(...)" for q in scan.globals if _is_dangerous(q)]
+        if bad:  # looked up before the damage: what loading it would have run first
+            scan.unsafe, scan.dangerous = bad, True
+            scan.problem = "would run code when loaded: " + "; ".join(bad[:5]) + f" (then {exc.reason})"
         return scan
+    try:
+        return _judge(scan, obj)
+    except Exception as exc:  # a hostile structure the walk cannot take: reported, never raised
+        scan.fields, scan.problem = {}, f"unreadable structure: {type(exc).__name__}"[:200]
+        bad = [f"{q}(...)" for q in scan.globals if _is_dangerous(q)]
+        if bad:  # still said as code it would run
+            scan.unsafe, scan.dangerous = bad, True
+            scan.problem = "would run code when loaded: " + "; ".join(bad[:5])
+        return scan
+
+
+def _judge(scan: ArgsScan, obj: Any) -> ArgsScan:
     records: list[Inert] = []
     _calls(obj, set(), records)
     unsafe = []
