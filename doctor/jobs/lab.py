@@ -187,10 +187,15 @@ def _dir_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
 
 
-def _train_throughput(train_dir: Path) -> dict[str, Any]:
+def _train_throughput(train_dir: Path, resumed_from: str | None = None) -> dict[str, Any]:
+    """Tokens/s of this run. A resumed run's Trainer state carries the tokens seen before the checkpoint, its
+    train_runtime only this run's time: the checkpoint's count is taken off."""
     state = json.loads((train_dir / "trainer_state.json").read_text(encoding="utf-8"))
     runtime = next((e["train_runtime"] for e in reversed(state.get("log_history", [])) if "train_runtime" in e), None)
     tokens = int(state.get("num_input_tokens_seen") or 0)
+    ckpt_state = Path(resumed_from) / "trainer_state.json" if resumed_from else None
+    if ckpt_state is not None and ckpt_state.is_file():
+        tokens -= int(json.loads(ckpt_state.read_text(encoding="utf-8")).get("num_input_tokens_seen") or 0)
     return {
         "train_tokens": tokens,
         "train_runtime_s": runtime,
@@ -226,7 +231,7 @@ def measure(
     if adapter is not None:
         result["adapter_bytes"] = _dir_bytes(adapter)
         if (out / "train" / "trainer_state.json").is_file():
-            result.update(_train_throughput(out / "train"))
+            result.update(_train_throughput(out / "train", spec.get("resume_from_checkpoint")))
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     forms: dict[str, Any] = {}
     emit({"event": "log", "message": f"lab: measuring latency ({n_req} requests x {max_new} new tokens)"})
