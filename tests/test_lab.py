@@ -181,6 +181,13 @@ def test_chosen_is_the_smallest_rank_meeting_the_target(tmp_path):
     assert po["rank"] is None and po["trainable_params"] is None and po["peak_memory_bytes"] is None
     assert po["slices"]["arithmetic"]["accuracy"] == 0.5
     jsonschema.validate(report, SCHEMA)
+    # the console table: the chosen row marked, compact cells with the significance glyph
+    from rich.console import Console
+
+    console = Console(width=120, record=True)
+    R.render_console(report, console)
+    text = console.export_text()
+    assert "▶ lora-r4" in text and "52.0 +12.0▲" in text and "chosen: lora-r4" in text
 
 
 def test_prefer_memory_takes_qlora_at_the_chosen_rank(tmp_path):

@@ -161,21 +161,63 @@ def to_json(report: dict[str, Any]) -> str:
     return json.dumps(report, indent=2) + "\n"
 
 
+_GLYPH = {"improvement": "▲", "regression": "▼", "insufficient_samples": "?"}
+
+
+def console_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """Compact tables for a terminal: per-slice `acc Δ` with ▲/▼ when the paired interval excludes zero."""
+    slices = slices_of(report)
+    qh = ["variant", "r", "overall", *slices, "refusal", "target"]
+    ch = ["variant", "params", "KiB", "peak MiB", "tok/s", "p50/p95 ms", "÷ base", "merged p50", "dec tok/s"]
+    qr, cr = [], []
+    for v in report["variants"]:
+        name = ("▶ " if v.get("chosen") else "") + v["name"]
+        lo, hi = v.get("overall_ci") or [None, None]
+        mark = "▲" if lo is not None and lo > 0 else ("▼" if hi is not None and hi < 0 else "")
+        cells = [name, _num(v["rank"], "{}"), f"{_pc(v['overall'])} {_pts(v.get('overall_delta'))}{mark}"]
+        for s in slices:
+            x = v["slices"].get(s)
+            cells.append("–" if x is None else f"{_pc(x['accuracy'])} {_pts(x['delta'])}{_GLYPH.get(x['status'], '')}")
+        ok = v["safety_ok"]
+        cells += [_pc(v["refusal_rate"]) + ("" if ok is None or ok else " ✗"),
+                  "meets" if v["meets_target"] else ("baseline" if v["method"] == "prompt_only" else "no")]  # fmt: skip
+        qr.append(cells)
+        sv = v.get("serving") or {}
+        lat = v["latency_ms"]
+        cr.append(
+            [
+                name,
+                _num(v["trainable_params"]),
+                _num(None if v["adapter_bytes"] is None else v["adapter_bytes"] / 1024, "{:.0f}"),
+                _mib(v["peak_memory_bytes"]),
+                _num(v["train_tokens_per_s"], "{:,.0f}"),
+                "–" if lat["p50"] is None else f"{lat['p50']:.1f}/{lat['p95']:.1f}",
+                _ratio(sv),
+                _num((sv.get("merged") or {}).get("p50"), "{:.1f}"),
+                _num(v["decode_tokens_per_s"], "{:.0f}"),
+            ]
+        )
+    return qh, qr, ch, cr
+
+
 def render_console(report: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
-    for title, (head, rows) in (
-        ("Quality: accuracy %, Δ pts and paired 95% CI vs prompt-only", quality_rows(report)),
-        ("Cost: memory, throughput, latency (served form = unmerged adapter)", cost_rows(report)),
+    qh, qr, ch, cr = console_rows(report)
+    kind = next((v["memory_kind"] for v in report["variants"] if v.get("memory_kind")), "–")
+    for title, head, rows in (
+        ("Quality: accuracy % and Δ pts vs prompt-only (▲/▼ beyond noise: overall 95% CI, slices Holm p)", qh, qr),
+        (f"Cost: peak memory = {kind}; latency of the served form (adapter unmerged), batch 1", ch, cr),
     ):
-        table = Table(title=title, show_lines=False, title_justify="left")
-        for h in head:
-            table.add_column(h, overflow="fold")
+        table = Table(title=title, title_justify="left", pad_edge=False)
+        for i, h in enumerate(head):
+            table.add_column(h, no_wrap=i == 0, justify="left" if i == 0 else "right")
         for r, v in zip(rows, report["variants"]):
             table.add_row(*r, style="bold green" if v.get("chosen") else None)
         console.print(table)
+    console.print("jobs: " + ", ".join(f"{v['name']} {v['job'] or v.get('state')}" for v in report["variants"]))
     console.print(f"[bold]chosen:[/bold] {report['chosen'] or 'none'}")
     console.print(report["why"])
     c = report.get("canary")
