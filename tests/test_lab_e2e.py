@@ -60,7 +60,7 @@ def test_lean_lab_end_to_end(tmp_path):
     text = spec.read_text().replace("max_per_slice = 0 ", "max_per_slice = 20 ")
     spec.write_text(text)
     env = {"DOCTOR_JOB_THREADS": "1"}
-    proc = run_doctor("lab", "run", str(spec), "--format", "json", env=env, cwd=tmp_path)
+    proc = run_doctor("lab", "run", str(spec), "--format", "json", env=env)
     assert proc.returncode in (0, 1), proc.stderr
     report = json.loads(proc.stdout)
     jsonschema.validate(report, SCHEMA)
@@ -115,14 +115,14 @@ def test_lean_lab_end_to_end(tmp_path):
             w.writerows(rows_)
 
     write(lines)
-    ok = run_doctor("check", str(root), "--format", "json", cwd=tmp_path)
+    ok = run_doctor("check", str(root), "--format", "json")
     rules = [f["rule"] for f in json.loads(ok.stdout)["findings"]]
     assert not {"EVL040", "EVL041", "EVL043"} & set(rules), ok.stdout
     write([{**r, "score": "0"} if r["slice"] == "arithmetic" else r for r in lines])
-    bad = run_doctor("check", str(root), "--format", "json", cwd=tmp_path)
+    bad = run_doctor("check", str(root), "--format", "json")
     found = [f for f in json.loads(bad.stdout)["findings"] if f["rule"] == "EVL040"]
     assert bad.returncode == 1 and [f["locator"] for f in found] == [f"support-bot v{c['version']}:arithmetic"]
     # a re-run reuses every finished job and reaches the same decision
-    again = run_doctor("lab", "run", str(spec), "--format", "json", env=env, cwd=tmp_path)
+    again = run_doctor("lab", "run", str(spec), "--format", "json", env=env)
     assert again.stderr.count("reused job") == 4, again.stderr
     assert json.loads(again.stdout)["chosen"] == report["chosen"]
