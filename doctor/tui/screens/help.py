@@ -18,7 +18,7 @@ SCOPES = (
     ("overview", "Findings (first screen)"),
     ("playbook", "Playbook (p)"),
     ("jobs", "Jobs (j)"),
-    ("lab", "Lab (L)"),
+    ("lab", "Lab (b)"),
     ("watch", "Watch mode (w)"),
 )
 
