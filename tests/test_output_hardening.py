@@ -160,3 +160,28 @@ def test_redactor_by_name_shape_and_echo():
     assert HF_TOKEN not in out["note"] and "sk-proj" not in out["note"]
     assert out["MY_SECRET_THING"] == REDACTED
     assert out["quote"] == f"started with {REDACTED}"
+
+
+def test_secrets_redacted_in_what_the_tui_shows(secret_rollout):
+    import asyncio
+
+    from doctor.config import Settings
+    from doctor.tui import make_app
+
+    async def run() -> bytes:
+        app = make_app([Path("r")], Settings())
+        async with app.run_test(size=(120, 40)) as pilot:
+            for _ in range(600):
+                await pilot.pause()
+                if app.report is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert app.report is not None
+            from doctor.report import RenderContext
+            from doctor.report.json_report import report_dict
+            from probes import rule_registry
+
+            # what the screens draw from: the app's report (facts, evidence, messages)
+            return json.dumps(report_dict(app.report, RenderContext(rules=rule_registry()))).encode()
+
+    _no_secret(asyncio.run(run()), "the TUI's report")

@@ -196,12 +196,14 @@ class DoctorApp(App):
             self.overview.show_progress(msg.done, msg.total, msg.path)
 
     def on_scan_done(self, msg: ScanDone) -> None:
-        self.report = msg.report
+        from doctor.redact import redact_report
+
+        self.report = redact_report(msg.report)  # the screens show facts and evidence: no secret among them
         self.watch_added = []  # a fresh report: what watch added before is either in it or gone
         self.scan_seconds = msg.seconds
         self.scans += 1
         if self.overview.ready:
-            self.overview.load(msg.report)
+            self.overview.load(self.report)
         if self.watching:  # a rescan while watching: keep watching, from the new report as baseline
             self._start_watch(quiet=True)
         self.refresh_bindings()
