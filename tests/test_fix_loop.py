@@ -164,10 +164,24 @@ def test_retrain_with_the_rollouts_own_trl_cli_command(tmp_path):
         "report_to: none\nuse_cpu: true\nmax_length: 48\nsave_strategy: steps\nsave_steps: 4\n"
     )
     (proj / "sft.yaml").write_text(config)
-    first = subprocess.run([str(trl), "sft", "--config", "sft.yaml"], cwd=proj, capture_output=True, text=True)
-    assert first.returncode == 0, first.stdout[-2000:]
+    # The run being fixed: its log as TRL's SFTTrainer writes it (the retrain below runs trl for real).
+    hist = [
+        {
+            "step": i,
+            "epoch": i / 16,
+            "loss": 3.0 + i,
+            "grad_norm": 10.0**i,
+            "learning_rate": 5.0,
+            "mean_token_accuracy": 0.1,
+        }
+        for i in range(1, 5)
+    ]
+    shutil.copytree(ROLLOUTS / "healthy" / "adapter", proj / "out")  # the adapter it saved (a stand-in)
+    (proj / "out" / "trainer_state.json").write_text(
+        json.dumps({"global_step": 4, "max_steps": 4, "log_history": hist})
+    )
     (proj / "rollout.toml").write_text(
-        f'adapters = [{{ name = "sft-bot", version = 1, path = "out" }}]\n'
+        'adapters = [{ name = "sft-bot", version = 1, path = "out" }]\n'
         f'[rollout]\nname = "trl-run"\nmethod = "lora"\nbase_model = "{base}"\n'
         '[data]\ntrain = "data/train.jsonl"\n[eval]\neval_set = "eval.jsonl"\n'
         '[training]\nlog_dir = "out"\ncommand = ["trl", "sft", "--config", "sft.yaml"]\n'
