@@ -266,3 +266,18 @@ def test_a_huge_compose_command_is_a_finding_not_a_hang(tmp_path):
     )
     report = scan([tmp_path], Settings())  # shlex took ~10 s a run on this (quadratic in the word)
     assert any("characters long; not split" in f.message for f in report.findings), report.findings
+
+
+def test_compose_volumes_that_are_not_a_list_and_csv_with_a_repeated_column(tmp_path):
+    (tmp_path / "serving").mkdir()
+    (tmp_path / "serving" / "compose.yaml").write_text(
+        "services:\n  vllm:\n    image: vllm/vllm-openai:v0.6.3\n"
+        "    command: --model m --enable-lora --lora-modules a=/adapters/a\n    volumes: true\n"
+    )
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "candidate.csv").write_text("id,slice,id,score\na1,arithmetic,a1,1\n")
+    proc = run_doctor("check", ".", "--format", "json", cwd=tmp_path)
+    findings = json.loads(proc.stdout)["findings"]
+    assert not [f for f in findings if f["rule"] == "DOC002"], findings
+    csv_errors = [f for f in findings if f["path"] == "eval/candidate.csv" and f["rule"] == "DOC001"]
+    assert csv_errors and "appear twice" in csv_errors[0]["message"], findings

@@ -232,6 +232,9 @@ def _read_csv_small(path: Path, sep: str) -> tuple[list[str], dict[str, list[Any
             if header is None:
                 return [], {}
             header = [h.strip() for h in header]
+            twice = sorted({h for h in header if header.count(h) > 1})
+            if twice:  # one name, two columns: which one holds the data is anyone's guess
+                raise ReadError(path, f"column name(s) {', '.join(twice)} appear twice in the header", "line 1")
             cols: dict[str, list[Any]] = {h: [] for h in header}
             width = len(header)
             for row in reader:

@@ -804,7 +804,8 @@ def parse_compose(
             )
             continue
         srv.problems[:0] = problems
-        for v in svc.get("volumes") or []:
+        vols = svc.get("volumes")
+        for v in vols if isinstance(vols, list) else []:  # `volumes: true` is no list of mounts
             if isinstance(v, str):
                 parts = v.split(":")
                 if len(parts) >= 2:
