@@ -14,7 +14,7 @@ from typing import Any
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    from doctor.jobs.fixloop import DEFAULT_ATTEMPTS, DEFAULT_BUDGET_MIN
+    from doctor.jobs import DEFAULT_ATTEMPTS, DEFAULT_BUDGET_MIN
 
     p = sub.add_parser(name, help="triage → retrain → re-probe → verdict, repeated until fixed or out of budget")
     p.add_argument("path", nargs="?", type=Path, default=Path("."), help="rollout folder (with rollout.toml)")

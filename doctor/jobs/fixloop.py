@@ -16,14 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from doctor.jobs import api
+from doctor.jobs import DEFAULT_ATTEMPTS, DEFAULT_BUDGET_MIN, api
 from doctor.jobs.spec import SpecError, spec_from_action
 from doctor.jobs.store import job_dir
 from doctor.jobs.verdict import RANK
 
 SCHEMA = "peft-doctor/fix/1"
-DEFAULT_ATTEMPTS = 3
-DEFAULT_BUDGET_MIN = 30.0
 FIX_LOG = "fix-log.jsonl"
 
 Notify = Callable[[dict[str, Any]], None]
