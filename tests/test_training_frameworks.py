@@ -263,3 +263,22 @@ def test_logged_lr_judged_by_the_trainer_the_keys_show(tmp_path):
     rep = run(state(tmp_path / "trainer_state.json", log))
     [f] = [f for f in rep.findings if f.rule == "TRN007"]
     assert "GRPO with LoRA" in f.message and "usual range 1e-6..5e-5" in f.message
+
+
+def test_llamafactory_use_muon_is_judged_as_muon(tmp_path):
+    rep = cfg(
+        tmp_path,
+        "lf_muon.yaml",
+        "model_name_or_path: m\nstage: pt\nfinetuning_type: full\nuse_muon: true\n"
+        "learning_rate: 0.02\nwarmup_ratio: 0.05\nbf16: true\n",
+    )
+    assert "CFG001" not in rules_of(rep)
+    assert rep.artifacts[0].facts["recipe"]["optim"] == "muon"
+    rep = cfg(
+        tmp_path,
+        "lf_muon.yaml",
+        "model_name_or_path: m\nstage: pt\nfinetuning_type: full\nuse_muon: true\n"
+        "learning_rate: 0.5\nwarmup_ratio: 0.05\nbf16: true\n",
+    )
+    [f] = [f for f in rep.findings if f.rule == "CFG001"]
+    assert "the Muon optimizer" in f.message and "usual range 5e-3..5e-2" in f.message

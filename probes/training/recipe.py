@@ -62,6 +62,8 @@ def normalize(d: dict[str, Any], flavour: str, source: str) -> dict[str, Any]:
             r[k] = _bool(d[k]) if d[k] != "auto" else "auto"
     if "optim" in d or "optimizer" in d:
         r["optim"] = str(d.get("optim", d.get("optimizer")))
+    if _bool(d.get("use_muon")):  # LLaMA-Factory's switch for the Muon optimizer
+        r["optim"] = "muon"
     q = dict(d.get("quantization") or d.get("quantization_config") or {})
     q.update(d.get("bnb_config_kwargs") or {})
     for k in (
