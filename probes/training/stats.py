@@ -10,11 +10,12 @@ MAD_SCALE = 1.4826
 
 def block_stride(n: int, window: int) -> int:
     """Exact (stride 1) for ordinary runs; for very long runs the trailing window advances in blocks of
-    window/5 points (up to 250k points; the window is then up to 20% older), and of window/2 beyond that
-    (up to 50% older: a million-step log is analysed in about the time json.load takes to parse it)."""
+    window/5 points (up to 250k points; the window is then up to 20% older), and in whole windows beyond
+    that (up to one window older, e.g. 64 of a million steps: a million-step log is read and analysed in
+    less time than json.load takes to parse it)."""
     if n <= 50_000:
         return 1
-    return max(1, window // (5 if n <= 250_000 else 2))
+    return max(1, window // 5) if n <= 250_000 else max(1, window)
 
 
 def trailing_median_mad(x: np.ndarray, window: int, min_history: int) -> tuple[np.ndarray, np.ndarray]:
