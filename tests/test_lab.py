@@ -363,3 +363,28 @@ def test_lab_verdict_is_evidence_for_the_adaptation_path_playbook(tmp_path, outc
     path = [(s.node, s.answer) for s in rt.triage.path]
     assert ("lab_beats_prompt", "yes" if rule == "EVL045" else "no") in path
     assert leaf_text in rt.triage.diagnosis
+
+
+def test_a_failed_variant_is_a_row_with_its_error_not_a_crash(tmp_path):
+    spec, jobs, methods = lab_from(tmp_path, SWEEP)
+    jobs["lora-r2"] = {"id": "job-r2", "state": "failed", "error": "worker killed by SIGKILL at step 7/60",
+                       "spec": {}, "outputs": {}}  # fmt: skip
+    report = L.assemble(spec, jobs, methods, None, spec.eval_set, 0.0, register=False)
+    jsonschema.validate(report, SCHEMA)
+    r2 = next(v for v in report["variants"] if v["name"] == "lora-r2")
+    assert r2["state"] == "failed" and r2["overall"] is None and r2["trainable_params"] is None
+    assert r2["failures"] == ["no eval results (failed: worker killed by SIGKILL at step 7/60)"]
+    assert report["chosen"] == "lora-r4" and "lora-r2: no eval results (failed" in report["why"]
+
+
+def test_unreadable_lab_report_is_a_finding(tmp_path):
+    from doctor.config import Settings
+    from doctor.engine import check
+
+    root = world(tmp_path)
+    lab = root / ".doctor" / "lab" / "x"
+    lab.mkdir(parents=True)
+    (lab / "report.json").write_text('{"schema": "peft-doctor/lab/1", "variants": ')
+    found = [f for f in check([root], Settings()).findings if f.rule.startswith("EVL04")]
+    assert [(f.rule, f.severity.value) for f in found] == [("EVL043", "warning")]
+    assert "lab report" in found[0].message and "cannot be read" in found[0].message
