@@ -388,3 +388,18 @@ def test_unreadable_lab_report_is_a_finding(tmp_path):
     found = [f for f in check([root], Settings()).findings if f.rule.startswith("EVL04")]
     assert [(f.rule, f.severity.value) for f in found] == [("EVL043", "warning")]
     assert "lab report" in found[0].message and "cannot be read" in found[0].message
+
+
+def test_console_report_to_a_file_keeps_rows_whole(tmp_path, capsys):
+    """`doctor lab run SPEC > lab.txt` (or in CI): no terminal width, yet every row stays on one line with the
+    job ids on one line, instead of rich folding the tables into 80 columns."""
+    spec, jobs, methods = lab_from(tmp_path, SWEEP)
+    report = L.assemble(spec, jobs, methods, None, spec.eval_set, 0.0, register=False)
+    capsys.readouterr()
+    R.render_console(report)
+    out = capsys.readouterr().out
+    for v in report["variants"]:
+        rows = [line for line in out.splitlines() if v["name"] in [c.strip(" ▶") for c in line.split("│")]]
+        assert len(rows) == 2, (v["name"], out)  # one row in the quality table, one in the cost table
+    jobs_line = next(line for line in out.splitlines() if line.startswith("jobs: "))
+    assert all(v["job"] in jobs_line for v in report["variants"])

@@ -204,7 +204,10 @@ def render_console(report: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # a file or pipe: rich would fold the columns into 80 (ids cut in pieces)
+            console = Console(width=max(console.width, 200))
     qh, qr, ch, cr = console_rows(report)
     kind = next((v["memory_kind"] for v in report["variants"] if v.get("memory_kind")), "–")
     for title, head, rows in (
