@@ -108,3 +108,20 @@ def test_no_key_is_bound_twice_where_both_would_apply():
         assert c.key not in app_keys or c.action == app_keys[c.key], f"{c.scope} {c.key} hides app {app_keys[c.key]}"
         assert (c.scope, c.key) not in seen, f"{c.scope} {c.key} bound twice"
         seen[(c.scope, c.key)] = c.action
+
+
+def test_lab_plots_keep_a_title_when_narrow(tmp_path: Path):
+    """At 120 columns each plot is ~40 wide: the long titles did not fit and plotext dropped them."""
+    import re
+
+    from doctor.tui.widgets import lab_plots
+
+    report = json.loads((lab_world(tmp_path) / ".doctor" / "lab" / "healthy-lab" / "report.json").read_text())
+    for plot, word in (
+        (lab_plots.quality_plot, "overall %"),
+        (lab_plots.memory_plot, "peak MiB"),
+        (lab_plots.latency_plot, "p50 ms"),
+    ):
+        for width in (30, 40, 60):
+            text = re.sub(r"\x1b\[[0-9;]*m", "", plot(report, width, 10))
+            assert word in text.splitlines()[0], (plot.__name__, width, text.splitlines()[0])

@@ -20,6 +20,11 @@ def _rank_ticks(ax, ranks: list[int]) -> None:
         ax.ruler("x").ticks([float(r) for r in ranks], [str(r) for r in ranks])
 
 
+def _title(fig: Any, width: int, *titles: str) -> None:
+    """The longest title that fits: plotext drops a title wider than the plot (the plot then has none)."""
+    fig.title(next((t for t in titles if len(t) <= width - 4), titles[-1]))
+
+
 def _chosen(report: dict[str, Any]) -> dict[str, Any] | None:
     return next((v for v in report.get("variants", []) if v.get("name") == report.get("chosen")), None)
 
@@ -47,7 +52,7 @@ def quality_plot(report: dict[str, Any], width: int = 60, height: int = 12) -> s
             _points(plt, fig, [float(c["rank"])], [c["overall"] * 100], "★", "green")
         _value_ticks(fig, vals)
         _rank_ticks(fig, sorted({v["rank"] for v in lora + qlora}))
-        fig.title("overall % vs rank (◆ QLoRA, ─ prompt-only)")
+        _title(fig, width, "overall % vs rank (◆ QLoRA, ─ prompt-only)", "overall % vs rank")
         return _render(plt, fig)
 
 
@@ -72,7 +77,7 @@ def memory_plot(report: dict[str, Any], width: int = 60, height: int = 12) -> st
             _points(plt, fig, [float(c["rank"])], [c["peak_memory_bytes"] / 2**20], "★", "green")
         _value_ticks(fig, ys + qy)
         _rank_ticks(fig, sorted({v["rank"] for v in lora + qlora}))
-        fig.title(f"peak MiB vs rank ({kind})")
+        _title(fig, width, f"peak MiB vs rank ({kind})", "peak MiB vs rank", "peak MiB")
         return _render(plt, fig)
 
 
@@ -100,5 +105,5 @@ def latency_plot(report: dict[str, Any], width: int = 60, height: int = 12) -> s
         )
         fig.ruler("x").ticks([float(i) for i in range(1, len(rows) + 1)], [n[:10] for n in names])
         _value_ticks(fig, [x for s in series for x in s])
-        fig.title("p50 ms: base, unmerged, merged")
+        _title(fig, width, "p50 ms: base, unmerged, merged", "p50 ms")
         return _render(plt, fig)
