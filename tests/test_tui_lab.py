@@ -47,7 +47,7 @@ async def test_lab_screen_shows_table_plots_and_decision(tmp_path: Path):
     app = make_app([root], Settings(), job_poll_s=0.1)
     async with app.run_test(size=(160, 50)) as pilot:
         await settle(pilot)
-        await pilot.press("b")
+        await pilot.press("L")
         assert await wait_for(pilot, lambda: app.screen.id == "lab" and len(_cells(app)) == 5)
         rows = _cells(app)
         assert [r[0].strip() for r in rows] == ["prompt_only", "lora-r2", "▶ lora-r4", "lora-r8", "qlora-r4"]
@@ -77,7 +77,7 @@ async def test_running_lab_shows_variant_progress(tmp_path: Path):
     app = make_app([root], Settings(), job_poll_s=0.1)
     async with app.run_test(size=(160, 50)) as pilot:
         await settle(pilot)
-        await pilot.press("b")
+        await pilot.press("L")
         assert await wait_for(pilot, lambda: app.screen.id == "lab" and len(_cells(app)) == 2)
         rows = _cells(app)
         assert rows[0][0].strip() == "lora-r8" and rows[0][-1] == "running 30/60"
@@ -91,7 +91,7 @@ async def test_no_lab_says_how_to_run_one(tmp_path: Path):
     app = make_app([root], Settings(), job_poll_s=0.1)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("b")
+        await pilot.press("L")
         assert await wait_for(pilot, lambda: "doctor lab run SPEC" in screen_text(app))
 
 

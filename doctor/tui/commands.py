@@ -76,7 +76,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("app", "r", "rescan", "Rescan", "Scan the rollout again", footer=("overview",)),
     Command(
         "app",
-        "b",
+        "L",
         "lab",
         "Lab",
         "Show the doctor lab: prompt-only vs LoRA ranks vs QLoRA, the chosen variant and its canary",

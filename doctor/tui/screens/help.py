@@ -18,7 +18,7 @@ SCOPES = (
     ("overview", "Findings (first screen)"),
     ("playbook", "Playbook (p)"),
     ("jobs", "Jobs (j)"),
-    ("lab", "Lab (b)"),
+    ("lab", "Lab (L)"),
     ("watch", "Watch mode (w)"),
 )
 
