@@ -17,7 +17,7 @@ from typing import NoReturn
 
 from doctor import __version__
 from doctor.config import ConfigError, Settings, load_settings, validate_against
-from doctor.model import display_path
+from doctor.model import display_path, fingerprint_of
 
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -115,13 +115,31 @@ def _read_baseline(path: Path) -> set[str]:
         raise CliError(f"{path}: baseline is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("schema") != "peft-doctor/baseline/1":
         raise CliError(f"{path}: not a peft-doctor baseline (schema peft-doctor/baseline/1 expected)")
-    return {e["fingerprint"] for e in data.get("findings", []) if isinstance(e, dict) and "fingerprint" in e}
+    out: set[str] = set()
+    for e in data.get("findings", []):
+        if not isinstance(e, dict):
+            continue
+        if isinstance(e.get("fingerprint"), str):
+            out.add(e["fingerprint"])  # as written (paths relative to the folder doctor ran in)
+        if isinstance(e.get("path"), str) and isinstance(e.get("rule"), str) and e["path"]:
+            # paths are relative to the baseline's folder: the same baseline works from any folder
+            shown = display_path(path.parent / e["path"])
+            out.add(fingerprint_of(e["rule"], shown, e.get("locator")))
+    return out
+
+
+def _baseline_path(path: Path | None, folder: Path) -> str:
+    """A finding's path relative to the baseline file's folder (`../` when beside it), so a committed baseline
+    works in any checkout and from any folder."""
+    if path is None:
+        return ""
+    return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
 
 
 def _write_baseline(path: Path, report) -> None:
     entries = []
     for f in report.findings:
-        shown = display_path(f.path)
+        shown = _baseline_path(f.path, path.parent)
         entries.append({"fingerprint": f.fingerprint(shown), "rule": f.rule, "path": shown, "locator": f.locator})
     payload = {"schema": "peft-doctor/baseline/1", "tool": f"peft-doctor {__version__}", "findings": entries}
     _atomic_write(path, json.dumps(payload, indent=2) + "\n")

@@ -98,8 +98,12 @@ class Finding:
 
     def fingerprint(self, display_path: str) -> str:
         """Logical identity: rule + artifact + locator, so baselines survive unrelated edits."""
-        key = f"{self.rule}\x00{display_path}\x00{self.locator}"
-        return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        return fingerprint_of(self.rule, display_path, self.locator)
+
+
+def fingerprint_of(rule: str, display_path: str, locator: Any) -> str:
+    key = f"{rule}\x00{display_path}\x00{locator}"
+    return hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
 
 
 @dataclass
