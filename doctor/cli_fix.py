@@ -101,6 +101,8 @@ def _v(version: Any) -> str:
 
 
 def _n(v: Any) -> str:
+    if v is None:
+        return "unset"  # the recipe did not have the setting
     return f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
 
 

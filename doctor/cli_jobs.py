@@ -123,6 +123,18 @@ def _pairs(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_num(v)}" for k, v in d.items())
 
 
+def _overrides(overrides: dict[str, Any], recipe: dict[str, Any]) -> str:
+    """Overrides as asked, with the value a relative one became (`x0.5` is bounded by the method's range)."""
+    flat = {**(recipe.get("quantization") or {}), **recipe}
+    out = []
+    for k, v in overrides.items():
+        text = f"{k}={_num(v)}"
+        if isinstance(v, str) and v.startswith("x") and k in flat:
+            text += f" (= {_num(flat[k])})"
+        out.append(text)
+    return ", ".join(out)
+
+
 def _shown(path: str | Path | None) -> str:
     """A path relative to the working folder when under it, else as given."""
     from doctor.model import display_path
@@ -361,13 +373,13 @@ def render_job(job, store) -> str:
     spec = job.spec
     lines.append(f"  rollout:   {spec.get('rollout')}")
     if job.kind == "retrain":
-        lines.append(
-            f"  method:    {spec.get('method')}   base: {spec.get('base_model_name') or spec.get('base_model')}"
-        )
+        base = spec.get("base_model_name") or spec.get("base_model") or "not recorded"
+        lines.append(f"  method:    {spec.get('method')}   base: {base}")
         if spec.get("overrides"):
-            lines.append("  overrides: " + _pairs(spec["overrides"]))
+            lines.append("  overrides: " + _overrides(spec["overrides"], spec.get("recipe") or {}))
         d = spec.get("data", {})
-        lines.append(f"  data:      {d.get('train')} (slices: {d.get('train_slices')})")
+        slices = ", ".join(map(str, d.get("train_slices") or [])) or "not listed"
+        lines.append(f"  data:      {d.get('train')} (slices: {slices})")
     else:
         lines.append(f"  eval:      {spec.get('eval_set')}  adapter: {spec.get('adapter') or '(base only)'}")
     lines.append(f"  progress:  step {job.step}/{job.max_steps}   ETA {_fmt_s(job.eta_s)}")
@@ -383,7 +395,8 @@ def render_job(job, store) -> str:
     if o.get("registry"):
         e = o["registry"]["entry"]
         lines.append(
-            f"  registry:  {e['name']} v{e['version']} status {e.get('status')} rollback_to {e.get('rollback_to')}"
+            f"  registry:  {e['name']} v{e['version']} status {e.get('status')} rollback_to "
+            + (f"v{e['rollback_to']}" if e.get("rollback_to") else "none (no earlier version passed the gate)")
         )
     if o.get("eval_table"):
         lines.append(f"  eval:      {o['eval_table']}")

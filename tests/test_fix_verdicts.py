@@ -406,9 +406,10 @@ def test_fix_console_report_names_each_attempt_and_what_is_still_wrong():
         "stopped": "budget of 30 min reached: attempt 1 was cancelled (cancelled on request at step 194/400)",
         "still_wrong": "not fixed: the job cancelled", "elapsed_s": 1813.7, "fix_log": "ro/.doctor/fix-log.jsonl",
         "attempts": [{"attempt": 1, "version": None, "verdict": "not_fixed", "wall_s": 1811.2, "job": "J1",
-                      "changes": {"data.train_slices": [["arithmetic"], "all"]}}],
+                      "changes": {"data.train_slices": [["arithmetic"], "all"], "warmup_ratio": [None, 0.03]}}],
     }  # fmt: skip
     text = render(report)
+    assert "warmup_ratio unset→0.03" in text and "None" not in text
     assert text.splitlines()[0] == "doctor fix ro: NOT FIXED"
     assert "attempt 1: no version not_fixed" in text and 'data.train_slices ["arithmetic"]→all' in text
     assert "still wrong: not fixed: the job cancelled" in text and "budget of 30 min reached" in text

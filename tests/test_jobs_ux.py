@@ -202,3 +202,25 @@ def test_comparison_and_event_lines_say_what_happened_not_none():
     assert "first non-finite step 23" in "\n".join(render_comparison(c))
     line = _event_line({"event": "comparison", "ts": 0, "before": c["before"], "after": c["after"]})
     assert line.endswith("comparison findings 14 → 0; accuracy 0.0% → —"), line
+
+
+def test_show_says_the_bounded_value_and_no_python_reprs(toy, tmp_path, capsys, monkeypatch):  # noqa: F811
+    """A relative override shows what it became; the registry line and the data slices read as text."""
+    store = api.JobStore(toy)
+    entry = add_version(toy / "registry.yaml", {"name": "support-bot", "path": "adapters/support-bot-v2"})
+    spec = {
+        "kind": "retrain",
+        "rollout": str(toy),
+        "method": "qlora",
+        "overrides": {"learning_rate": "x0.5", "warmup_ratio": 0.03},
+        "recipe": {"learning_rate": 0.0002, "warmup_ratio": 0.03},
+        "data": {"train": "train.jsonl", "train_slices": ["arithmetic", "safety"]},
+    }
+    job = store.create(spec)
+    outputs = {"version": 2, "registry": {"path": str(toy / "registry.yaml"), "entry": {**entry, "rollback_to": None}}}
+    store.set_state(job.id, "succeeded", outputs=outputs)
+    monkeypatch.chdir(tmp_path)
+    _, out, _ = _doctor(capsys, "jobs", "show", job.id, "--rollout", str(toy))
+    assert "learning_rate=x0.5 (= 0.0002)" in out and "warmup_ratio=0.03," not in out
+    assert "(slices: arithmetic, safety)" in out and "['" not in out
+    assert "rollback_to none (no earlier version passed the gate)" in out and "None" not in out
