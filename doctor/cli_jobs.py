@@ -123,18 +123,6 @@ def _pairs(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}={_num(v)}" for k, v in d.items())
 
 
-def _overrides(overrides: dict[str, Any], recipe: dict[str, Any]) -> str:
-    """Overrides as asked, with the value a relative one became (`x0.5` is bounded by the method's range)."""
-    flat = {**(recipe.get("quantization") or {}), **recipe}
-    out = []
-    for k, v in overrides.items():
-        text = f"{k}={_num(v)}"
-        if isinstance(v, str) and v.startswith("x") and k in flat:
-            text += f" (= {_num(flat[k])})"
-        out.append(text)
-    return ", ".join(out)
-
-
 def _shown(path: str | Path | None) -> str:
     """A path relative to the working folder when under it, else as given."""
     from doctor.model import display_path
@@ -376,7 +364,9 @@ def render_job(job, store) -> str:
         base = spec.get("base_model_name") or spec.get("base_model") or "not recorded"
         lines.append(f"  method:    {spec.get('method')}   base: {base}")
         if spec.get("overrides"):
-            lines.append("  overrides: " + _overrides(spec["overrides"], spec.get("recipe") or {}))
+            from doctor.recipe import describe_overrides
+
+            lines.append("  overrides: " + describe_overrides(spec["overrides"], spec.get("recipe")))
         d = spec.get("data", {})
         slices = ", ".join(map(str, d.get("train_slices") or [])) or "not listed"
         lines.append(f"  data:      {d.get('train')} (slices: {slices})")

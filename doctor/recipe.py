@@ -195,3 +195,18 @@ def describe(value: Any) -> str:
         bounds += [f"at most {value['max']:g}"] if "max" in value else []
         return f"x{value['multiply']:g}" + (f" ({', '.join(bounds)})" if bounds else "")
     return str(value)
+
+
+def describe_overrides(overrides: dict[str, Any], recipe: dict[str, Any] | None = None) -> str:
+    """A job's overrides as asked, with the value a relative one became in its recipe:
+    `learning_rate=x0.5 (= 0.0002)` (the method's range bounds the product)."""
+    recipe = recipe or {}
+    flat = {**(recipe.get("quantization") or {}), **recipe}
+    out = []
+    for k, v in overrides.items():
+        text = f"{k}={v:g}" if isinstance(v, float) else f"{k}={describe(v)}"
+        relative = (isinstance(v, str) and v.startswith("x")) or (isinstance(v, dict) and "multiply" in v)
+        if relative and isinstance(flat.get(k), (int, float)):
+            text += f" (= {flat[k]:g})"
+        out.append(text)
+    return ", ".join(out)

@@ -224,3 +224,15 @@ def test_show_says_the_bounded_value_and_no_python_reprs(toy, tmp_path, capsys, 
     assert "learning_rate=x0.5 (= 0.0002)" in out and "warmup_ratio=0.03," not in out
     assert "(slices: arithmetic, safety)" in out and "['" not in out
     assert "rollback_to none (no earlier version passed the gate)" in out and "None" not in out
+
+
+def test_overrides_name_the_value_a_relative_one_became():
+    """The jobs screen and `jobs show` share this: x0.5 of lr 0.02 capped to the QLoRA top reads as 0.0002."""
+    from doctor.recipe import describe_overrides
+
+    recipe = {"learning_rate": 0.0002, "quantization": {"bnb_4bit_compute_dtype": "bfloat16"}}
+    over = {"learning_rate": {"multiply": 0.5, "max": 2e-4}, "bnb_4bit_compute_dtype": "bfloat16", "x": 0.1 + 0.2}
+    assert describe_overrides(over, recipe) == (
+        "learning_rate=x0.5 (at most 0.0002) (= 0.0002), bnb_4bit_compute_dtype=bfloat16, x=0.3"
+    )
+    assert describe_overrides({"learning_rate": "x0.5"}, None) == "learning_rate=x0.5"

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
-from doctor.recipe import describe
+from doctor.recipe import describe_overrides
 from doctor.tui.commands import bindings, plural
 from doctor.tui.data import rel
 from doctor.tui.jobsview import (
@@ -218,7 +218,7 @@ class JobsScreen(Screen):
         head.append(f"\nrollout {self.app.rollout_label(root)}")
         over = (j.spec or {}).get("overrides") or {}
         if over:
-            head.append("   overrides: " + ", ".join(f"{k}={describe(v)}" for k, v in over.items()), style="magenta")
+            head.append("   overrides: " + describe_overrides(over, j.spec.get("recipe")), style="magenta")
         if j.phase:
             head.append(f"   phase: {j.phase}", style="dim")
         d = self.digests.get(j.id)
