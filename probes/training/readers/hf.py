@@ -8,6 +8,7 @@ and orjson does not) or with damage goes through Python's json. A truncated or c
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from pathlib import Path
 from typing import Any
@@ -81,12 +82,17 @@ def _fast_parse(path: Path) -> Any:
     cannot: bare NaN / Infinity tokens (HF writes them; orjson is strict JSON), bad UTF-8, damage, deep
     nesting. The standard parser then reads it, reporting the position of any damage."""
     try:
-        raw = path.read_bytes()
-    except OSError:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        with path.open("rb") as fh:
+            if fh.seek(0, 2) == 0:
+                return None
+            # mapped, not read: no 100+ MB copy into fresh process memory before parsing
+            with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+                view = memoryview(mm)
+                try:
+                    return orjson.loads(view)
+                finally:
+                    view.release()
+    except (OSError, ValueError, orjson.JSONDecodeError):
         return None
 
 
