@@ -105,7 +105,7 @@ def discover(
     if adapter_dir:
         found.read.append(
             f"{_rel(root, adapter_dir / 'adapter_config.json')}: "
-            + ", ".join(f"{k}={v}" for k, v in lora.items() if k != "target_modules")
+            + ", ".join(f"{k}={_toml_word(v)}" for k, v in lora.items() if k != "target_modules")
             + (f", base {acfg.get('base_model_name_or_path')}" if acfg.get("base_model_name_or_path") else "")
         )
     # The base model: a local folder given (or recorded in adapter_config.json), else the card's name only.
@@ -228,3 +228,8 @@ def as_json(found: Found, path: Path | None) -> str:
         indent=2,
         default=str,
     )
+
+
+def _toml_word(value: Any) -> str:
+    """A value as rollout.toml spells it (true/false, not Python's True/False)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)

@@ -42,6 +42,7 @@ def test_init_on_a_bare_adapter_names_what_it_cannot_read(tmp_path, capsys):
     rc, out, _ = _doctor(capsys, "init", str(bare), "--no-input")
     assert rc == 1
     assert "missing: base model (--base-model DIR), training data (--train-data FILE)" in out
+    assert "use_rslora=false" in out and "False" not in out  # as rollout.toml spells it
     m = tomllib.loads((bare / "rollout.toml").read_text())
     assert m["rollout"]["base_model_name"] == "peft-doctor/tiny-base"  # from adapter_config.json
     assert m["recipe"]["lora"]["r"] == 8 and m["adapters"][0]["path"] == "."
