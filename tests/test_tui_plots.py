@@ -133,3 +133,13 @@ def test_cli_registers_tui_and_rejects_missing_path(capsys):
     assert args.handler is cli_tui.run and [str(p) for p in args.paths] == ["fixtures/rollouts"]
     assert cli.main(["tui", "/no/such/rollout"]) == 2
     assert "no such file or directory" in capsys.readouterr().err
+
+
+def test_slices_plot_labels_stay_tellable_when_names_share_a_prefix():
+    """lm-eval slices are task · metric: cut at 14 characters, strict-match and flexible-extract read alike."""
+    names = ["gsm8k · exact_match,strict-match", "gsm8k · exact_match,flexible-extract", "arc_easy · acc,none"]
+    rows = [{"slice": n, "delta": -0.06, "ci_low": -0.09, "ci_high": -0.02} for n in names]
+    out = plotext.uncolorize(plots.slices_plot(rows, 70, 12))
+    labels = [line.split("┤")[0].strip() for line in out.splitlines() if "┤" in line]
+    assert len(set(labels)) == 3, labels
+    assert plots._slice_labels(["arith", "safety"]) == ["arith", "safety"]  # short names unchanged

@@ -216,6 +216,16 @@ def slice_rows(slices: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _slice_labels(names: list[str], width: int = 14) -> list[str]:
+    """Names cut to the axis width; where two cuts read the same (gsm8k · exact_match,strict-match and
+    …,flexible-extract), keep both ends instead so each row stays tellable."""
+    cut = [n[:width] for n in names]
+    if len(set(cut)) == len(cut):
+        return cut
+    head = (width - 1) // 2
+    return [n if len(n) <= width else n[:head] + "…" + n[-(width - 1 - head) :] for n in names]
+
+
 def slices_plot(slices: Any, width: int = 60, height: int = 14) -> str:
     """Per-slice delta (candidate − baseline) as a dot with its confidence interval; zero drawn as a line.
     Slices whose interval lies wholly below zero are red, wholly above green, the rest yellow."""
@@ -239,7 +249,7 @@ def slices_plot(slices: Any, width: int = 60, height: int = 14) -> str:
                 fig.draw(seg)
             _points(plt, fig, [d], [float(y)], "●", color)
         fig.line(0.0, orientation="vertical", pixel=plt.pixel(foreground="gray"))
-        fig.ruler("y").ticks([float(y) for y in ys], [str(r.get("slice", "?"))[:14] for r in rows])
+        fig.ruler("y").ticks([float(y) for y in ys], _slice_labels([str(r.get("slice", "?")) for r in rows]))
         fig.ruler("y").lim(0.5, len(rows) + 0.5)
         fig.title("Δ per slice (candidate − baseline), 95% interval")
         return _render(plt, fig)
