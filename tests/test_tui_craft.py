@@ -212,6 +212,9 @@ async def test_palette_lists_doctor_actions_first_and_plurals_are_right(world: P
         messages = [n.message for n in app._notifications]
         assert "watching 1 training log for new findings" in messages, messages
         assert not any("(s)" in m for m in messages)
+        n = len(app.report.artifacts)
+        header = screen_text(app).splitlines()[0]
+        assert f"{n} artifact{'' if n == 1 else 's'}" in header and "1 artifacts" not in header, header
 
 
 def _running_reeval(root: Path, **fields):

@@ -65,7 +65,8 @@ class SummaryBar(Static):
                 t.append("  ")
         t.append(target, style="bold")
         if report is not None:
-            t.append(f"  {len(report.artifacts)} artifacts", style="dim")
+            n = len(report.artifacts)
+            t.append(f"  {n} artifact{'' if n == 1 else 's'}", style="dim")
         if state:
             t.append(f"  {state}", style="italic")
         self.update(t)
