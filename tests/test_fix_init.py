@@ -228,3 +228,17 @@ def test_triage_states_the_verdicts_of_the_fixes_tried(tmp_path, capsys):
     _, out, _ = _doctor(capsys, "triage", str(root), "--format", "json")
     (jv,) = json.loads(out)["jobs"]
     assert jv["verdict"] == "not_fixed" and jv["fix_attempt"] == 1 and jv["version"] == 2
+
+
+def test_triage_does_not_ask_for_a_base_model_init_finds_itself(tmp_path, capsys):
+    """A Trainer folder whose adapter_config.json names a local base: `doctor init` reads it, so the hint
+    asks only for what is really missing (the training data)."""
+    run = _hf_run(tmp_path / "hf-run", lr=5.0, clip=1.0)
+    shutil.copytree(ROLLOUTS.parent / "models" / "tiny-base", run / "base")
+    cfg = json.loads((ROLLOUTS / "healthy" / "adapter" / "adapter_config.json").read_text())
+    cfg["base_model_name_or_path"] = str(run / "base")
+    (run / "adapter_config.json").write_text(json.dumps(cfg))
+    shutil.copyfile(ROLLOUTS / "healthy" / "adapter" / "adapter_model.safetensors", run / "adapter_model.safetensors")
+    _, out, _ = _doctor(capsys, "triage", str(run))
+    assert "cannot run here yet (missing: rollout.toml, training data (--train-data FILE))" in out, out
+    assert "--base-model DIR" not in out

@@ -30,6 +30,17 @@ def init_hint(root: Path | str, missing: list[str] | None = None) -> str:
     return f"make it a rollout first: doctor init {display_path(Path(root))} {_flags(miss)}".rstrip()
 
 
+def _init_would_miss(root: Path) -> list[str]:
+    """The base model unless `doctor init` finds it itself (a local folder named in adapter_config.json)."""
+    from doctor.rollout_init import InitError, discover
+
+    try:
+        found = discover(root)
+    except (InitError, OSError, ValueError):
+        return ["base model (--base-model DIR)"]
+    return [m for m in found.missing if m.startswith("base model")]
+
+
 def job_readiness(root: Path | str, job: dict[str, Any] | None = None) -> Readiness:
     """Whether the job action `job` ({kind: retrain|reeval, ...}) can be built for the rollout at `root`."""
     from doctor.jobs.spec import SpecError, spec_from_action
@@ -38,7 +49,7 @@ def job_readiness(root: Path | str, job: dict[str, Any] | None = None) -> Readin
     kind = (job or {}).get("kind", "retrain")
     manifest = root / "rollout.toml"
     if not manifest.is_file():
-        missing = ["rollout.toml", "base model (--base-model DIR)"]
+        missing = ["rollout.toml", *_init_would_miss(root)]
         if kind == "retrain":
             missing.append("training data (--train-data FILE)")
         else:
