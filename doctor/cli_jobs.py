@@ -339,6 +339,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             tail = j.error or j.outputs.get("adapter") or j.outputs.get("eval_table") or ""
             v = j.verdict
             verdict = v["verdict"] if v else "—"
+            if v and j.kind == "reeval":  # a re-eval fixes nothing: it passes or fails its gate (exit code)
+                verdict = "gate passed" if v.get("gate_passed") else "gate failed"
             print(f"{j.id:<23} {j.kind:<8} {j.state:<10} {verdict:<12} {prog:<10} {_when(j.created):<20} {tail}")
     return 0
 

@@ -236,3 +236,15 @@ def test_overrides_name_the_value_a_relative_one_became():
         "learning_rate=x0.5 (at most 0.0002) (= 0.0002), bnb_4bit_compute_dtype=bfloat16, x=0.3"
     )
     assert describe_overrides({"learning_rate": "x0.5"}, None) == "learning_rate=x0.5"
+
+
+def test_list_says_a_reeval_passed_its_gate_not_that_it_fixed_something(toy, tmp_path, capsys, monkeypatch):  # noqa: F811
+    """A lab's prompt-only baseline is a re-eval: "fixed" in the list read as if it had repaired the rollout."""
+    store = api.JobStore(toy)
+    job = store.create({"kind": "reeval", "rollout": str(toy)})
+    v = {"verdict": "fixed", "gate_passed": True, "why": "fixed: no error finding before or after"}
+    store.set_state(job.id, "succeeded", outputs={}, comparison={"verdict": v})
+    monkeypatch.chdir(tmp_path)
+    _, out, _ = _doctor(capsys, "jobs", "list", str(toy))
+    row = next(line for line in out.splitlines() if line.startswith(job.id))
+    assert "gate passed" in row and "fixed" not in row
