@@ -424,3 +424,15 @@ def test_broken_launch_files_never_crash(tmp_path, name, text):
     report = run(root)
     crashes = [(f.rule, f.message) for f in report.findings if f.rule == "DOC002"]
     assert not crashes
+
+
+def test_sglang_rank_above_its_max_lora_rank_is_srv003(tmp_path):
+    """SGLang allocates LoRA buffers for --max-lora-rank: a larger adapter does not fit. Without the flag it
+    is inferred from the adapters, so no finding."""
+    compose = "services:\n  sg:\n    image: lmsysorg/sglang:v0.4.6\n    command: {cmd}\n    volumes: ['..:/w']\n"
+    cmd = "python3 -m sglang.launch_server --model-path /w/models/tiny-base --lora-paths support-bot=/w/adapter"
+    root = make_rollout(tmp_path / "a", "compose.yaml", compose.format(cmd=cmd + " --max-lora-rank 4"), r=8)
+    msgs = [f.message for f in run(root).findings if f.rule == "SRV003"]
+    assert msgs and "LoRA rank 8 > max-lora-rank 4 on sglang" in msgs[0] and "--max-lora-rank 8" in msgs[0], msgs
+    root = make_rollout(tmp_path / "b", "compose.yaml", compose.format(cmd=cmd), r=8)
+    assert not [f for f in run(root).findings if f.rule == "SRV003"]

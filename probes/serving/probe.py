@@ -201,9 +201,10 @@ def adapter_checks(
             out.append((R.MISSING_FIELDS, f"{name}: r = {r!r}; must be an integer > 0", {"r": r}))
     # SRV003 rank above cap
     rank = facts.get("max_rank")
-    if vllm and isinstance(rank, int) and isinstance(server.max_lora_rank, int) and rank > server.max_lora_rank:
+    capped = vllm or server.engine == "sglang"  # SGLang sizes its LoRA buffers by --max-lora-rank (no default)
+    if capped and isinstance(rank, int) and isinstance(server.max_lora_rank, int) and rank > server.max_lora_rank:
         src = "max-lora-rank" if "max_lora_rank" in server.explicit else "max-lora-rank (default)"
-        nxt = _needed_rank_cap(rank, engines.allowed_caps(server.version))
+        nxt = _needed_rank_cap(rank, engines.allowed_caps(server.version)) if vllm else rank
         out.append(
             (
                 R.RANK_ABOVE_CAP,
