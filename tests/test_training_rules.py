@@ -201,3 +201,18 @@ def test_demo_world_runs():
     assert not {r for r in rules_of(run(ROLLOUTS / "healthy" / "train")) if r.startswith("TRN")}
     got = rules_of(run(ROLLOUTS / "diverged" / "train"))
     assert {"TRN001", "TRN003", "TRN004", "TRN007"} <= got
+
+
+def test_cfg001_on_hf_args_judges_the_method_the_manifest_names():
+    """training_args.json says nothing about 4-bit; rollout.toml says qlora: CFG001 must judge QLoRA, as TRN007
+    on the same run's log does (it said "LoRA SFT" beside TRN007's "QLoRA SFT")."""
+    from doctor.config import Settings
+    from doctor.engine import check
+    from tests.conftest import ROLLOUTS
+
+    if not (ROLLOUTS / "qlora-unstable").is_dir():
+        pytest.skip("demo world not built")
+    rep = check([ROLLOUTS / "qlora-unstable"], Settings())
+    by_rule = {f.rule: f for f in rep.findings}
+    assert "for QLoRA SFT" in by_rule["CFG001"].message and "for QLoRA SFT" in by_rule["TRN007"].message
+    assert by_rule["CFG001"].path.name == "training_args.json"

@@ -132,6 +132,10 @@ class TrainingConfigProbe(Probe):
 
     def _recipe_findings(self, artifact: Artifact, r: dict[str, Any], ctx: ProbeContext) -> Iterable[Finding]:
         seen = self._seen.setdefault(ctx.rollout.root, set())
+        if not r.get("method") and ctx.rollout.manifest:  # HF args do not say QLoRA; the manifest does
+            method = rc.from_manifest(ctx.rollout.manifest).get("method")
+            if method:
+                r = {**r, "method": method}
         for rule, msg, ev, sev in check_recipe(r, ctx.param):
             seen.add(rule.id)
             yield rule.finding(
