@@ -197,8 +197,15 @@ def resume(job_id: str, rollout_root: Path | str, launcher: str = "local", *, bl
 
 
 def last_checkpoint(job: Job) -> Path | None:
+    """The newest COMPLETE Trainer checkpoint. Trainer writes trainer_state.json after the weights, optimizer,
+    scheduler and RNG state, so a worker killed mid-save leaves a folder without it, which resume must skip
+    (transformers refuses it: "Can't find a valid checkpoint")."""
     train = job_dir(job.spec["rollout"], job.id) / "out" / "train"
-    ckpts = [p for p in train.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    ckpts = [
+        p
+        for p in train.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
     return max(ckpts, key=lambda p: int(p.name.split("-")[-1])) if ckpts else None
 
 
