@@ -37,8 +37,8 @@ RANK_ABOVE_CAP = rule(
     vLLM compares max(r, *rank_pattern.values()) — and the lora_A tensors' first dimension — with
     --max-lora-rank (default 16) and refuses the adapter: "LoRA rank 64 is greater than max_lora_rank 16"
     (vllm#2847). With --lora-modules that stops server start-up. SGLang sizes its LoRA memory pool by
-    --max-lora-rank when it is given (else by the largest adapter in --lora-paths): adapters must be "strictly
-    smaller" (SGLang docs, advanced_features/lora.md, dynamic LoRA loading).
+    --max-lora-rank when it is given (else by the largest adapter in --lora-paths): an adapter's rank must not
+    exceed it (SGLang docs, advanced_features/lora.md: "Dynamic LoRA loading").
     """,
     "Raise --max-lora-rank to an allowed value ≥ the adapter's rank, or retrain with a smaller r.",
 )
