@@ -37,5 +37,5 @@ async def test_lm_eval_regression_is_shown_with_its_plot(tmp_path: Path):
         assert f.rule == "EVL001" and f.locator.startswith("lora:gsm8k:")
         assert "unpaired z-test" in app.screen.query_one(FindingDetail).finding.message
         drawn = app.screen.query_one(PlotView).plain
-        assert "Δ per slice" in drawn and "gsm8k" in drawn
+        assert "Δ pts per slice" in drawn and "gsm8k" in drawn
         assert "EVL001" in screen_text(app)

@@ -143,3 +143,11 @@ def test_slices_plot_labels_stay_tellable_when_names_share_a_prefix():
     labels = [line.split("┤")[0].strip() for line in out.splitlines() if "┤" in line]
     assert len(set(labels)) == 3, labels
     assert plots._slice_labels(["arith", "safety"]) == ["arith", "safety"]  # short names unchanged
+
+
+def test_slices_plot_axis_is_in_points_like_the_findings():
+    """Findings say "-20.0 pts"; the axis said -0.2."""
+    rows = [{"slice": "safety", "delta": -0.2, "ci_low": -0.3, "ci_high": -0.1}]
+    out = plotext.uncolorize(plots.slices_plot(rows, 60, 12))
+    ticks = [float(t) for t in out.splitlines()[-1].split()]
+    assert "Δ pts per slice" in out and min(ticks) <= -25 and max(ticks) >= -15, ticks

@@ -237,12 +237,12 @@ def slices_plot(slices: Any, width: int = 60, height: int = 14) -> str:
         plt, fig = _figure(width, max(height, min(40, len(rows) + 6)))
         ys = list(range(1, len(rows) + 1))
         for y, row in zip(ys, rows):
-            lo, hi, d = row.get("ci_low"), row.get("ci_high"), float(row["delta"])
+            lo, hi, d = row.get("ci_low"), row.get("ci_high"), float(row["delta"]) * 100
             color = "yellow"
             if _finite(lo) and _finite(hi):
                 color = "red" if hi < 0 else ("green" if lo > 0 else "yellow")
                 seg = fig.segment(
-                    (float(lo), float(hi)),
+                    (float(lo) * 100, float(hi) * 100),
                     (float(y), float(y)),
                     marker=plt.marker("─", pixel=plt.pixel(foreground=color)),
                 )
@@ -251,7 +251,8 @@ def slices_plot(slices: Any, width: int = 60, height: int = 14) -> str:
         fig.line(0.0, orientation="vertical", pixel=plt.pixel(foreground="gray"))
         fig.ruler("y").ticks([float(y) for y in ys], _slice_labels([str(r.get("slice", "?")) for r in rows]))
         fig.ruler("y").lim(0.5, len(rows) + 0.5)
-        fig.title("Δ per slice (candidate − baseline), 95% interval")
+        # deltas are fractions of the metric's scale: in points, as the findings state them
+        fig.title("Δ pts per slice (candidate − baseline), 95% interval")
         return _render(plt, fig)
 
 
