@@ -57,7 +57,7 @@ class _Progress:
             style = {"fixed": "bold green", "partly_fixed": "bold yellow"}.get(e["verdict"], "bold red")
             self.console.print(
                 f"  → {_v(e['version'])} [{style}]{e['verdict'].replace('_', ' ')}[/] in {e['wall_s']:.0f}s "
-                f"(registry: {e.get('registry_status')})",
+                f"(registry: {e.get('registry_status') or 'not registered'})",
                 highlight=False,
             )
             self.console.print(f"    {e['verdict_why']}", style="dim", highlight=False)
@@ -112,12 +112,16 @@ def render(report: dict[str, Any]) -> str:
         changes = ", ".join(f"{k} {_n(x)}→{_n(y)}" for k, (x, y) in a["changes"].items()) or "no recipe change"
         head = f"  attempt {a['attempt']}: {_v(a['version']):<4} {a['verdict']:<12} {a['wall_s']:>6.0f}s"
         lines.append(f"{head}  job {a['job']}  ({changes})")
-    lines.append(
-        f"  best: attempt {report['best_attempt']} ({_v(report['best_version'])}); stopped: {report['stopped']}"
-    )
+    if report["attempts"]:
+        lines.append(
+            f"  best: attempt {report['best_attempt']} ({_v(report['best_version'])}); stopped: {report['stopped']}"
+        )
+    else:
+        lines.append(f"  no job ran: {report['stopped']}")
     if report["still_wrong"]:
         lines.append(f"  still wrong: {report['still_wrong']}")
-    lines.append(f"  fix log: {report['fix_log']}   total {report['elapsed_s']:.0f}s")
+    if report["attempts"]:  # no attempt writes no fix log
+        lines.append(f"  fix log: {report['fix_log']}   total {report['elapsed_s']:.0f}s")
     return "\n".join(lines)
 
 

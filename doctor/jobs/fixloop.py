@@ -27,12 +27,46 @@ FIX_LOG = "fix-log.jsonl"
 Notify = Callable[[dict[str, Any]], None]
 
 
+# Jobs that change or re-judge the adapter. A parity job only measures (base vs adapter vs merged export): it
+# is offered beside a fix, never taken as one.
+FIX_KINDS = ("retrain", "reeval")
+
+
 def _first_job_action(results: list[Any]) -> tuple[dict[str, Any] | None, Any]:
     for rt in results:
         for a in rt.triage.actions:
-            if a.get("kind") == "job" and a.get("job"):
+            if a.get("kind") == "job" and (a.get("job") or {}).get("kind", "retrain") in FIX_KINDS:
                 return a, rt
     return None, results[0] if results else None
+
+
+def _nothing_to_run(root: Path, rt: Any, t0: float) -> dict[str, Any]:
+    """The first triage offers no corrective job: `fixed` when no error finding stands (nothing is broken),
+    else `not_fixed` with what is wrong and the advice triage gave instead."""
+    from doctor.model import display_path
+
+    errors = sorted({f.rule for f in (rt.evidence.findings if rt else []) if f.severity.value == "error"})
+    leaf = rt.triage.leaf if rt else "?"
+    advice = [a.get("text", "") for a in (rt.triage.actions if rt else []) if a.get("kind") != "job"]
+    if errors:
+        still = f"errors {', '.join(errors)} remain and triage ({leaf}) offers no corrective job" + (
+            f"; its advice: {' '.join(t for t in advice if t)}" if any(advice) else ""
+        )
+    else:
+        still = ""
+    return {
+        "schema": SCHEMA,
+        "rollout": display_path(root),
+        "attempts": [],
+        "verdict": "not_fixed" if errors else "fixed",
+        "best_version": None,
+        "best_attempt": None,
+        "stopped": f"triage ended at {leaf} with no corrective job"
+        + ("" if errors else ": no error finding, nothing to fix"),
+        "still_wrong": still,
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "fix_log": display_path(root / ".doctor" / FIX_LOG),
+    }
 
 
 def _fingerprint(spec: dict[str, Any]) -> str:
@@ -88,7 +122,8 @@ def run_fix(
     on_event: Notify | None = None,
     on_attempt: Notify | None = None,
 ) -> dict[str, Any]:
-    """Run the loop; returns the `peft-doctor/fix/1` report. SpecError when not even one job can be built."""
+    """Run the loop; returns the `peft-doctor/fix/1` report (no attempts when triage offers no corrective job).
+    SpecError when triage offers one but no job can be built from it."""
     from doctor.config import Settings
     from doctor.model import display_path
 
@@ -120,7 +155,7 @@ def run_fix(
             leaf = rt.triage.leaf if rt else "?"
             stopped = f"triage of attempt {k - 1}'s outputs ended at {leaf} with no job action"
             if not done:
-                raise SpecError(f"triage of {root} ended at {leaf!r} with no job action; nothing to run")
+                return _nothing_to_run(root, rt, t0)
             break
         fp = _fingerprint(spec)
         if fp in seen:
