@@ -52,6 +52,16 @@ def loads_json(text: str | bytes, **kwargs: Any) -> Any:
         raise json.JSONDecodeError(f"nesting too deep to parse (more than {limit} levels)", doc, pos) from None
 
 
+def read_json_file(path: Path) -> Any:
+    """A whole UTF-8 JSON document; bad encoding or JSON is a ReadError (DOC001) with its position."""
+    try:
+        return loads_json(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ReadError(path, "not UTF-8 text", f"byte {exc.start}") from None
+    except ValueError as exc:
+        raise ReadError(path, f"invalid JSON: {exc}") from None
+
+
 def read_capped(path: Path, limit: int) -> bytes:
     """At most `limit` bytes from the start of `path` (never the whole file when it is bigger)."""
     with path.open("rb") as fh:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from doctor.probe import ReadError
-from doctor.safeio import loads_json
+from doctor.safeio import read_json_file
 from probes.eval_slices import scoring
 from probes.eval_slices.aggregate import AggMetric, count
 from probes.eval_slices.tables import EvalTable, Problem, _json_objects, normalize
@@ -63,12 +63,7 @@ def metric_keys(data: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def read_results(path: Path) -> EvalTable:
-    try:
-        data = loads_json(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ReadError(path, "not UTF-8 text", f"byte {exc.start}") from None
-    except ValueError as exc:
-        raise ReadError(path, f"invalid JSON: {exc}") from None
+    data = read_json_file(path)
     if not isinstance(data, dict):
         raise ReadError(path, "not a JSON object of metrics", "/")
     keys = metric_keys(data)

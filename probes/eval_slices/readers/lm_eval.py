@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from doctor.probe import ReadError
-from doctor.safeio import loads_json
+from doctor.safeio import read_json_file
 from probes.eval_slices.aggregate import AggMetric, count
 from probes.eval_slices.tables import LM_EVAL_METRICS, EvalTable, Problem, _json_objects, _parse_score, normalize
 
@@ -72,12 +72,7 @@ def _num(v: Any) -> float | None:
 
 
 def read_results(path: Path) -> EvalTable:
-    try:
-        data = loads_json(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ReadError(path, "not UTF-8 text", f"byte {exc.start}") from None
-    except ValueError as exc:
-        raise ReadError(path, f"invalid JSON: {exc}") from None
+    data = read_json_file(path)
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise ReadError(path, "no `results` object: not an lm-evaluation-harness results file", "/results")
     cfg = data.get("config") if isinstance(data.get("config"), dict) else {}

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.probe import ReadError
-from doctor.safeio import loads_json
+from doctor.safeio import read_json_file
 from probes.eval_slices.aggregate import AggMetric, count
 from probes.eval_slices.tables import EvalTable, normalize
 
@@ -96,12 +96,7 @@ def _value(v: Any) -> tuple[float | None, float | None, int | None]:
 
 
 def read(path: Path) -> EvalTable:
-    try:
-        data = loads_json(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ReadError(path, "not UTF-8 text", f"byte {exc.start}") from None
-    except ValueError as exc:
-        raise ReadError(path, f"invalid JSON: {exc}") from None
+    data = read_json_file(path)
     runs = runs_of(data)
     if runs is None:
         raise ReadError(path, "not an eval summary: expected a list of runs with a model name and a metrics dict", "/")
