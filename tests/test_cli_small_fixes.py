@@ -27,6 +27,9 @@ def _watch_then_ctrl_c(folder: Path, wait_for: str) -> tuple[int, str]:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        # As a terminal's foreground job has it: a runner started in the background (`make test &`, some CI
+        # agents) passes SIGINT down ignored, and Python then installs no KeyboardInterrupt handler.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen, deadline = b"", time.monotonic() + 60
     try:
