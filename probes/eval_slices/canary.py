@@ -195,18 +195,12 @@ class CanaryProbe(Probe):
     rules = RULES
 
     def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
-        from probes.registry.store import load
-
         out: list[Finding] = list(self._labs(rollout))
         for art in rollout.of_kind("registry"):
-            try:
-                reg = load(art.path)
-            except Exception:
-                continue  # the registry probe reports an unreadable registry
-            for entry in reg.entries:
-                if not isinstance(entry, dict) or entry.get("status") != "canary" or not entry.get("canary_plan"):
-                    continue
-                out.extend(self._entry(reg.folder, art.path, entry))
+            # The registry probe read the file and lists its canaries in the facts (an unreadable registry is
+            # its finding, and lists none).
+            for entry in art.facts.get("canaries") or []:
+                out.extend(self._entry(art.path.parent, art.path, entry))
         return out
 
     def _labs(self, rollout: Rollout) -> Iterable[Finding]:

@@ -270,6 +270,12 @@ class RegistryProbe(Probe):
                 "adapters": len(reg.entries),
                 "names": reg.names()[:100],
                 "active": {n: max(v) for n, v in active.items()},
+                # What other families need of a canary (eval_slices' canary rules), as plain facts.
+                "canaries": [
+                    {k: e.get(k) for k in ("name", "version", "canary_plan", "rollback_to")}
+                    for e in reg.entries
+                    if isinstance(e, dict) and e.get("status") == "canary" and e.get("canary_plan")
+                ],
             }
         )
         return findings
