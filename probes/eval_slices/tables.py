@@ -304,10 +304,10 @@ def _json_objects(path: Path) -> tuple[list[tuple[int, dict[str, Any]]], list[in
     return objects, bad
 
 
-def _read_jsonl_small(path: Path, table: EvalTable) -> tuple[list[str], dict[str, list[Any]]]:
+def json_objects_of(path: Path, table: EvalTable) -> list[tuple[int, dict[str, Any]]]:
+    """(line, object) of a JSON-lines file; skipped lines are a problem on `table`, none at all a ReadError."""
     objects, bad = _json_objects(path)
-    rows = [obj for _, obj in objects]
-    if bad and not rows:
+    if bad and not objects:
         raise ReadError(path, "no line is a JSON object", f"line {bad[0]}")
     if bad:
         table.problems.append(
@@ -318,6 +318,11 @@ def _read_jsonl_small(path: Path, table: EvalTable) -> tuple[list[str], dict[str
                 {"count": len(bad), "lines": bad[:_EXAMPLES]},
             )
         )
+    return objects
+
+
+def _read_jsonl_small(path: Path, table: EvalTable) -> tuple[list[str], dict[str, list[Any]]]:
+    rows = [obj for _, obj in json_objects_of(path, table)]
     header: list[str] = []
     seen: set[str] = set()
     for r in rows[:1000]:

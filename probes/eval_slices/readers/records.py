@@ -9,7 +9,7 @@ from typing import Any
 
 from doctor.probe import ReadError
 from doctor.safeio import loads_json, read_text_capped
-from probes.eval_slices.tables import EvalTable, Problem, _json_objects
+from probes.eval_slices.tables import EvalTable, json_objects_of
 
 ID_KEYS = ("id", "example_id", "question_id", "doc_id", "uid", "item_id", "sample_id", "qid", "idx", "index")
 SLICE_KEYS = ("slice", "category", "task", "domain", "subject", "difficulty", "topic", "skill")
@@ -63,18 +63,7 @@ def records(path: Path, table: EvalTable) -> list[tuple[int, dict[str, Any]]]:
             raise ReadError(path, f"invalid CSV: {exc}") from None
         table.line_offset = 2
         return out
-    objects, bad = _json_objects(path)
-    if bad and not objects:
-        raise ReadError(path, "no line is a JSON object", f"line {bad[0]}")
-    if bad:
-        table.problems.append(
-            Problem(
-                "bad_lines",
-                f"{len(bad)} line(s) are not JSON objects and were skipped (first: line {bad[0]})",
-                f"line {bad[0]}",
-                {"count": len(bad), "lines": bad[:5]},
-            )
-        )
+    objects = json_objects_of(path, table)
     table.line_offset = 1
     return objects
 
