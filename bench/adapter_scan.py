@@ -128,7 +128,7 @@ def measure(cmd: list[str], repeat: int) -> dict:
 
 
 DOCTOR_FALLBACK = (
-    "import sys,json;from pathlib import Path;from doctor.engine import scan;from doctor.config import Settings;"
+    "import sys,json;from pathlib import Path;from doctor.engine import scan;from doctor.core.settings import Settings;"
     "from probes.adapter import PROBES;r=scan([Path(sys.argv[1])],Settings(),probes=PROBES);"
     "print(json.dumps({'findings':[f.rule for f in r.findings],'facts':r.artifacts[0].facts.get('scan_seconds')}))"
 )

@@ -186,7 +186,7 @@ def fixture_runs():
         train = sc.parent / "train"
         if not train.is_dir():
             continue
-        from doctor.config import Settings
+        from doctor.core.settings import Settings
         from doctor.engine import check
 
         label = json.loads(sc.read_text())

@@ -32,7 +32,7 @@ mode, folder, resamples = sys.argv[1], sys.argv[2], int(sys.argv[3])
 t0 = time.perf_counter()
 if mode == "probe":
     from pathlib import Path
-    from doctor.config import Settings, parse_settings
+    from doctor.core.settings import Settings, parse_settings
     from doctor.engine import scan
     from probes.eval_slices import PROBES
     s = parse_settings({{"thresholds": {{"EVL001": {{"resamples": resamples}}}}}})

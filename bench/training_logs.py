@@ -37,7 +37,7 @@ if what == "json":
     n = len(data["log_history"])
 elif what == "doctor":
     from pathlib import Path
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
     t0 = time.perf_counter()
     rep = check([Path(path)], Settings())

@@ -63,7 +63,7 @@ def table_10k() -> dict:
     sys.path.insert(0, str(REPO / "tests"))
     from test_tui_support import synthetic_report
 
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.tui import make_app
     from doctor.tui.widgets.findings import FindingsTable
 

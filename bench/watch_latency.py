@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from doctor.config import Settings  # noqa: E402
+from doctor.core.settings import Settings  # noqa: E402
 from doctor.engine import check  # noqa: E402
 from probes.training.watch import run_watch  # noqa: E402
 

@@ -9,12 +9,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from doctor.config import Settings
-from doctor.discover import discover
-from doctor.manifest import read_manifest
-from doctor.model import Artifact, Finding, Report, Severity, display_path
-from doctor.probe import Probe, ProbeContext, ReadError, Rollout
-from doctor.rules import DOC_NOTHING_FOUND, DOC_PROBE_CRASHED, DOC_SUPPRESSION_EXPIRED, DOC_UNREADABLE
+from doctor.core.checks import DOC_CHECKS, unreadable_finding
+from doctor.core.discovery import discover
+from doctor.core.manifest import read_manifest
+from doctor.core.model import Artifact, Finding, Report, Severity, display_path
+from doctor.core.probe import Probe, ProbeContext, ReadError, Rollout
+from doctor.core.rules import DOC_NOTHING_FOUND, DOC_PROBE_CRASHED, DOC_SUPPRESSION_EXPIRED
+from doctor.core.session import ScanSession
+from doctor.core.settings import Settings
 from probes import load_probes
 
 Progress = Callable[[str, int, int], None]
@@ -25,13 +27,19 @@ class UsageError(Exception):
 
 
 def read_error_finding(err: ReadError) -> Finding:
-    where = f" at {err.where}" if err.where else ""
-    return DOC_UNREADABLE.finding(
-        err.path, f"{err.path.name}: {err.reason}{where}", locator=err.where, evidence={"reason": err.reason}
-    )
+    return unreadable_finding(err.path, err.reason, err.where)
 
 
-def _run_probe(fn: Callable[..., Iterable[Finding]], args: tuple, path: Path, probe: Probe) -> list[Finding]:
+def _run_probe(
+    fn: Callable[..., Iterable[Finding]], args: tuple, path: Path, probe: Probe, session: ScanSession
+) -> list[Finding]:
+    """One probe call, with the DOC findings it deferred (skipped lines, paths not followed) after its own."""
+    got = _call_probe(fn, args, path, probe)
+    return got + session.drain()
+
+
+@DOC_CHECKS(DOC_PROBE_CRASHED, scope="scan")
+def _call_probe(fn: Callable[..., Iterable[Finding]], args: tuple, path: Path, probe: Probe) -> list[Finding]:
     """Run one probe call; a crash becomes a finding naming the file and the reason, never a traceback."""
     try:
         return list(fn(*args))
@@ -41,13 +49,8 @@ def _run_probe(fn: Callable[..., Iterable[Finding]], args: tuple, path: Path, pr
         named = os.fsdecode(exc.filename) if exc.filename is not None else ""
         shown = named if len(named) <= 80 else named[:60] + "…" + named[-16:]
         reason = exc.strerror or type(exc).__name__
-        return [
-            DOC_UNREADABLE.finding(
-                path,
-                f"{path.name}: cannot access {shown!r}: {reason}" if shown else f"{path.name}: {reason}",
-                evidence={"reason": reason, "probe": probe.name},
-            )
-        ]
+        said = f"cannot access {shown!r}: {reason}" if shown else reason
+        return [unreadable_finding(path, said, evidence={"reason": reason, "probe": probe.name})]
     except Exception as exc:
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         return [
@@ -85,18 +88,13 @@ def scan(
         if not t.exists():
             raise UsageError(f"{t}: no such file or directory")
     probes = load_probes() if probes is None else probes
+    session = ScanSession(cancelled)
     artifacts: list[Artifact] = []
     findings: list[Finding] = []
     rollouts: list[Rollout] = []
     for t in targets:
         found = discover(t)
-        if not found:
-            findings.append(
-                DOC_NOTHING_FOUND.finding(
-                    t.resolve(),
-                    f"{t}: no training log, adapter, eval table, serving config, registry or manifest found",
-                )
-            )
+        findings.extend(nothing_found(t, found))
         artifacts.extend(found)
         rollouts.extend(group_rollouts(found, t.resolve() if t.is_dir() else t.resolve().parent))
     timings: dict[str, float] = {"discover": time.perf_counter() - t0}
@@ -105,7 +103,9 @@ def scan(
     done = 0
 
     for rollout in rollouts:
-        ctx = ProbeContext(settings=settings, rollout=rollout, cancelled=cancelled)
+        if session.is_cancelled():
+            break  # a cancelled scan stops here: no further artifacts, no rollout-level probes
+        ctx = ProbeContext(settings=settings, rollout=rollout, session=session)
         for manifest in rollout.of_kind("manifest"):
             try:
                 rollout.manifest = read_manifest(manifest.path)
@@ -113,13 +113,13 @@ def scan(
             except ReadError as err:
                 findings.append(read_error_finding(err))
         for artifact in rollout.artifacts:
-            if cancelled is not None and cancelled.is_set():
+            if session.is_cancelled():
                 break
             for probe in probes:
                 if artifact.kind not in probe.kinds:
                     continue
                 t1 = time.perf_counter()
-                got = _run_probe(probe.check, (artifact, ctx), artifact.path, probe)
+                got = _run_probe(probe.check, (artifact, ctx), artifact.path, probe, session)
                 timings[probe.name] = timings.get(probe.name, 0.0) + time.perf_counter() - t1
                 findings.extend(got)
                 if not got:
@@ -127,16 +127,40 @@ def scan(
             done += 1
             if progress:
                 progress(str(artifact.path), done, total)
+        if session.is_cancelled():
+            break
         for probe in probes:
             t1 = time.perf_counter()
-            findings.extend(_run_probe(probe.check_rollout, (rollout, ctx), rollout.root, probe))
+            findings.extend(_run_probe(probe.check_rollout, (rollout, ctx), rollout.root, probe, session))
             timings[probe.name] = timings.get(probe.name, 0.0) + time.perf_counter() - t1
         done += 1
         if progress:
             progress(str(rollout.root), done, total)
 
     timings["total"] = time.perf_counter() - t0
-    return Report(targets=targets, artifacts=artifacts, findings=findings, timings=timings, passed=passed)
+    return Report(
+        targets=targets, artifacts=artifacts, findings=findings, timings=timings, passed=passed, derived=session.derived
+    )
+
+
+@DOC_CHECKS(DOC_NOTHING_FOUND, scope="scan")
+def nothing_found(target: Path, found: list[Artifact]) -> list[Finding]:
+    if found:
+        return []
+    return [
+        DOC_NOTHING_FOUND.finding(
+            target.resolve(),
+            f"{target}: no training log, adapter, eval table, serving config, registry or manifest found",
+        )
+    ]
+
+
+@DOC_CHECKS(DOC_SUPPRESSION_EXPIRED, scope="scan")
+def expired_ignore(settings: Settings, i: int) -> Finding:
+    ig = settings.ignores[i]
+    return DOC_SUPPRESSION_EXPIRED.finding(
+        settings.source, f"ignore for {ig.rule} ({ig.reason!r}) expired on {ig.expires}", locator=f"ignore[{i}]"
+    )
 
 
 def apply_filters(report: Report, settings: Settings, baseline: set[str] | None = None) -> Report:
@@ -157,14 +181,7 @@ def apply_filters(report: Report, settings: Settings, baseline: set[str] | None 
         for i in matched:
             if i not in expired_seen:
                 expired_seen.add(i)
-                ig = settings.ignores[i]
-                kept.append(
-                    DOC_SUPPRESSION_EXPIRED.finding(
-                        settings.source,
-                        f"ignore for {ig.rule} ({ig.reason!r}) expired on {ig.expires}",
-                        locator=f"ignore[{i}]",
-                    )
-                )
+                kept.append(expired_ignore(settings, i))
         if baseline and f.fingerprint(shown) in baseline:
             suppressed += 1
             continue

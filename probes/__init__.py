@@ -10,8 +10,8 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from doctor.probe import Probe
-    from doctor.rules import RuleRegistry
+    from doctor.core.probe import Probe
+    from doctor.core.rules import RuleRegistry
 
 FAMILIES = ("probes.training", "probes.adapter", "probes.eval_slices", "probes.serving", "probes.registry")
 
@@ -27,7 +27,7 @@ def _modules():
 
 @cache
 def rule_registry() -> RuleRegistry:
-    from doctor.rules import DOC_RULES, RuleRegistry
+    from doctor.core.rules import DOC_RULES, RuleRegistry
 
     reg = RuleRegistry()
     reg.extend(DOC_RULES)

@@ -285,7 +285,7 @@ def _alarm(signum: int, frame: Any) -> None:
 def run_one(kind: Kind, data: bytes) -> Outcome:
     """Write `data` as `kind` into a fresh folder (companions beside it) and scan it; no exception
     (including a hang) may escape."""
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import scan
 
     _install()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import scan
 from probes.adapter import PROBES
 from tests.adapter_families import build_model
@@ -66,7 +66,7 @@ def world(tmp_path_factory) -> dict[str, Any]:
 
 
 def run(path: Path):
-    # The adapters name their base by absolute path outside the scanned folder: allowed here (doctor/paths.py
+    # The adapters name their base by absolute path outside the scanned folder: allowed here (probes/common/paths.py
     # does not follow such paths by default).
     report = scan([path], Settings(sections={"paths": {"allow_outside": True}}), probes=PROBES)
     serious = [f for f in report.findings if f.severity.value in ("error", "warning")]

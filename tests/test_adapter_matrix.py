@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import scan
-from doctor.inspect_view import render_inspect
+from doctor.render.inspect_view import render_inspect
 from probes.adapter import PROBES
 from probes.adapter.arch import architecture_for
 from tests.adapter_families import MOE_PARAMS, NAMES, build_model
@@ -92,7 +92,7 @@ def matrix(tmp_path_factory) -> dict[str, Any]:
 
 
 def run(path: Path):
-    # The adapters name their base by absolute path outside the scanned folder: allowed here (doctor/paths.py
+    # The adapters name their base by absolute path outside the scanned folder: allowed here (probes/common/paths.py
     # does not follow such paths by default).
     report = scan([path], Settings(sections={"paths": {"allow_outside": True}}), probes=PROBES)
     return report, [f for f in report.findings if f.severity.value in ("error", "warning")]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import scan
 from probes.adapter import PROBES, adapter_facts
 
@@ -114,7 +114,7 @@ def _rollout(world, name: str, adapter: Path, base: Path, base_name: str | None 
 
 def run(path: Path):
     # These adapters name their base by absolute path outside the scanned folder: allowed here (the
-    # path policy, doctor/paths.py, does not follow such paths by default; tests/test_path_policy.py).
+    # path policy, probes/common/paths.py, does not follow such paths by default; tests/test_path_policy.py).
     report = scan([path], Settings(sections={"paths": {"allow_outside": True}}), probes=PROBES)
     return report, {f.rule: f for f in report.findings}
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import scan
 from probes.adapter import PROBES, Unreadable, read_header
 from probes.adapter.stats import factor_stats, module_numbers

@@ -229,7 +229,7 @@ def test_corrupt_artifacts_are_damaged() -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_manifest_matches_the_run(name: str) -> None:
-    from doctor.manifest import read_manifest
+    from doctor.core.manifest import read_manifest
 
     manifest = read_manifest(ROLLOUTS / name / "rollout.toml")
     args = json.loads((ROLLOUTS / name / "train" / "training_args.json").read_text())

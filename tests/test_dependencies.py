@@ -81,12 +81,12 @@ def test_job_workers_fixtures_tests_and_benches_import_only_declared_packages():
 
 def test_formats_md_documents_every_manifest_table_and_key():
     """README points at docs/formats.md for the manifest: every table and key of the schema in
-    doctor/manifest.py's docstring is documented there."""
-    import doctor.manifest
+    doctor/core/manifest.py's docstring is documented there."""
+    import doctor.core.manifest
 
     doc = (REPO / "docs" / "formats.md").read_text(encoding="utf-8")
     assert "## Rollout manifest (`rollout.toml`)" in doc
-    example = doctor.manifest.__doc__.split("```toml", 1)[1].split("```", 1)[0]
+    example = doctor.core.manifest.__doc__.split("```toml", 1)[1].split("```", 1)[0]
     schema = tomllib.loads(example)
     section = doc.split("## Rollout manifest", 1)[1].split("\n## ", 1)[0]
     documented = tomllib.loads(section.split("```toml", 1)[1].split("```", 1)[0])

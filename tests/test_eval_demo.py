@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from doctor.config import parse_settings
+from doctor.core.settings import parse_settings
 from doctor.engine import scan
 from probes.eval_slices import PROBES, comparison_table, to_markdown
 from tests.conftest import ROLLOUTS

@@ -7,8 +7,8 @@ import json
 import random
 from pathlib import Path
 
-from doctor.config import parse_settings
-from doctor.discover import classify_file
+from doctor.core.discovery import classify_file
+from doctor.core.settings import parse_settings
 from doctor.engine import scan
 from probes.eval_slices import PROBES, to_markdown
 

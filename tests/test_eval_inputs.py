@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import parse_settings
-from doctor.discover import classify_file
+from doctor.core.discovery import classify_file
+from doctor.core.settings import parse_settings
 from doctor.engine import scan
 from probes.eval_slices import PROBES, comparison_table
 from probes.eval_slices import tables as T

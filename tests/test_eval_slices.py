@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from doctor.config import parse_settings
+from doctor.core.settings import parse_settings
 from doctor.engine import scan
 from probes.eval_slices import PROBES, RULES, comparison_table, to_markdown
 from probes.eval_slices import stats as S

@@ -118,7 +118,7 @@ def anyio_backend() -> str:
 async def test_tui_offers_init_instead_of_a_job_that_cannot_run(tmp_path):
     from test_tui_support import screen_text, settle, wait_for
 
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.tui import make_app
 
     run = _hf_run(tmp_path / "hf-run", lr=5.0, clip=1.0)
@@ -142,7 +142,7 @@ async def test_tui_offers_init_instead_of_a_job_that_cannot_run(tmp_path):
 async def test_job_confirmation_summary_first_scrolls_and_buttons_fit_80x24(tmp_path):
     from test_tui_support import screen_text, settle
 
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.jobs.api import spec_from_action
     from doctor.tui import make_app
     from doctor.tui.screens.confirm import ConfirmJobScreen
@@ -198,7 +198,7 @@ def _attempt_job(root: Path, attempt: int, verdict: str, why: str):
 async def test_jobs_screen_shows_fix_attempts_and_their_verdicts(tmp_path):
     from test_tui_support import screen_text, settle, wait_for
 
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.tui import make_app
 
     root = tmp_path / "ro"

@@ -15,13 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from doctor.config import Settings
+from doctor.core.model import Artifact, Finding, Severity
+from doctor.core.settings import Settings
 from doctor.jobs.lrbounds import METHOD_RANGES, bound_lr, in_range
 from doctor.jobs.monitor import register
 from doctor.jobs.spec import spec_from_action
 from doctor.jobs.verdict import judge, paired_slices
-from doctor.model import Artifact, Finding, Severity
-from doctor.playbook import PLAYBOOK_DIR, Evidence, Walker, load_all
+from doctor.playbook.tree import PLAYBOOK_DIR, Evidence, Walker, load_all
 from probes.registry.store import add_version, load
 
 
@@ -294,7 +294,7 @@ def _hf_run(folder: Path, lr: float, clip: float) -> Path:
 
 
 def test_clipping_already_on_ranks_gradient_control_below_the_learning_rate(tmp_path):
-    from doctor.triage import run_triage
+    from doctor.playbook.triage import run_triage
 
     run = _hf_run(tmp_path / "hf-run", lr=5.0, clip=1.0)
     (rt,) = run_triage([run], Settings())
@@ -306,7 +306,7 @@ def test_clipping_already_on_ranks_gradient_control_below_the_learning_rate(tmp_
     # The learning-rate action, applied to this recipe, lands in the LoRA range (not 5.0 halved to 2.5).
     job = next(a["job"] for a in rt.triage.actions if a["kind"] == "job")
     lr_override = job["overrides"]["learning_rate"]
-    from doctor.recipe import apply_overrides
+    from doctor.jobs.recipe import apply_overrides
 
     proposed = apply_overrides({"learning_rate": 5.0}, {"learning_rate": lr_override})["learning_rate"]
     assert bound_lr(5.0, proposed, "lora").value == METHOD_RANGES["lora"][1]
@@ -320,7 +320,7 @@ def test_fix_loop_escalates_from_the_last_attempts_evidence_and_recipe(tmp_path,
     this checks the loop's choices; tests/test_fix_loop.py runs it with real training."""
     import shutil as sh
 
-    from doctor.jobs import fixloop
+    from doctor import fixloop
     from doctor.jobs.compare import write_after_manifest
     from doctor.jobs.store import JobStore, job_dir
     from tests.conftest import FIXTURES, ROLLOUTS
@@ -365,7 +365,7 @@ def test_fix_loop_escalates_from_the_last_attempts_evidence_and_recipe(tmp_path,
 def test_fix_loop_stops_at_the_budget_and_reports_the_best_attempt(tmp_path, monkeypatch):
     import shutil as sh
 
-    from doctor.jobs import fixloop
+    from doctor import fixloop
     from doctor.jobs.store import JobStore
     from tests.conftest import FIXTURES, ROLLOUTS
 
@@ -399,7 +399,7 @@ def test_fix_loop_stops_at_the_budget_and_reports_the_best_attempt(tmp_path, mon
 
 
 def test_fix_console_report_names_each_attempt_and_what_is_still_wrong():
-    from doctor.cli_fix import render
+    from doctor.cli.fix import render
 
     report = {
         "rollout": "ro", "verdict": "not_fixed", "best_version": None, "best_attempt": 1,

@@ -178,7 +178,7 @@ def test_200000_deep_json_array_is_doc001_with_position(tmp_path):
 
 # --- size caps read only what they need ------------------------------------------------------------------------
 def test_size_capped_reads_do_not_read_the_whole_file(tmp_path):
-    from doctor.discover import classify_dir
+    from doctor.core.discovery import classify_dir
     from probes.adapter.base import read_base_config
 
     base = tmp_path / "base"
@@ -255,7 +255,7 @@ def test_manifest_nested_too_deep_or_naming_a_too_long_path_is_doc001(tmp_path):
 
 
 def test_a_huge_compose_command_is_a_finding_not_a_hang(tmp_path):
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import scan
 
     (tmp_path / "serving").mkdir()

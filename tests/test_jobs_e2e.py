@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.jobs import api
 from doctor.jobs.compare import findings_snapshot
-from doctor.recipe import apply_overrides
+from doctor.jobs.recipe import apply_overrides
 from tests.conftest import FIXTURES, ROLLOUTS
 
 pytestmark = pytest.mark.slow

@@ -155,7 +155,7 @@ try:
     runpy.run_module("doctor", run_name="__main__")
 except SystemExit:
     pass
-import doctor.jobs.api, doctor.jobs.monitor, doctor.cli_jobs
+import doctor.jobs.api, doctor.jobs.monitor, doctor.cli.jobs
 heavy = [m for m in ("torch", "transformers", "peft", "bitsandbytes", "accelerate") if m in sys.modules]
 print("HEAVY=" + ",".join(heavy), file=sys.stderr)
 """

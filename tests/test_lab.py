@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 
 from doctor.cli import main
-from doctor.lab import report as R
 from doctor.lab import run as L
 from doctor.lab.spec import LabSpecError, init_text, load_lab_spec
+from doctor.render import lab_report as R
 from tests.conftest import FIXTURES, REPO, ROLLOUTS
 
 SCHEMA = json.loads((REPO / "docs" / "lab.schema.json").read_text())
@@ -277,7 +277,7 @@ def canary_rollout(tmp_path: Path, correct: dict[str, int], refused: int | None 
 
 
 def rules_of(root: Path) -> list[dict]:
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
 
     rep = check([root], Settings())
@@ -326,7 +326,7 @@ def test_lab_orchestrator_imports_no_training_stack(tmp_path):
 
     script = (
         "import runpy, sys\n"
-        "import doctor.lab.run, doctor.lab.decide, doctor.lab.report, doctor.cli_lab, doctor.jobs.api\n"
+        "import doctor.lab.run, doctor.lab.decide, doctor.render.lab_report, doctor.cli.lab, doctor.jobs.api\n"
         f"sys.argv = ['doctor', 'lab', 'init', {str(ROLLOUTS / 'healthy')!r}, '-o', {str(tmp_path / 'l.toml')!r}]\n"
         "try:\n    runpy.run_module('doctor', run_name='__main__')\nexcept SystemExit:\n    pass\n"
         "heavy = ('torch', 'transformers', 'peft', 'bitsandbytes', 'textual', 'accelerate')\n"
@@ -344,9 +344,9 @@ def test_lab_orchestrator_imports_no_training_stack(tmp_path):
     ],
 )
 def test_lab_verdict_is_evidence_for_the_adaptation_path_playbook(tmp_path, outcomes, rule, leaf_text):
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
-    from doctor.triage import run_triage
+    from doctor.playbook.triage import run_triage
 
     spec, jobs, methods = lab_from(tmp_path, outcomes)
     report = L.assemble(spec, jobs, methods, None, spec.eval_set, 0.0, register=False)
@@ -378,7 +378,7 @@ def test_a_failed_variant_is_a_row_with_its_error_not_a_crash(tmp_path):
 
 
 def test_unreadable_lab_report_is_a_finding(tmp_path):
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
 
     root = world(tmp_path)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from doctor.cli import main
-from doctor.report import FORMATS
+from doctor.render import FORMATS
 from tests.test_cli_check import nan_state, write_state
 
 # A folder name that is not valid UTF-8 (Latin-1 "ÿ" as a raw byte), as a Python str (surrogate-escaped).
@@ -64,7 +64,7 @@ def test_non_utf8_name_in_inspect(bad_named, capsysbinary):
 
 
 def test_non_utf8_name_in_tui_export(bad_named):
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
     from doctor.tui.screens.export import write_report
 
@@ -129,7 +129,7 @@ def test_secrets_redacted_in_every_format(secret_rollout, capsysbinary):
 
 
 def test_secrets_redacted_in_tui_export(secret_rollout):
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
     from doctor.tui.screens.export import write_report
 
@@ -139,7 +139,7 @@ def test_secrets_redacted_in_tui_export(secret_rollout):
 
 
 def test_redactor_by_name_shape_and_echo():
-    from doctor.redact import REDACTED, Redactor
+    from doctor.render.redact import REDACTED, Redactor
 
     r = Redactor()
     out = r.value(
@@ -165,7 +165,7 @@ def test_redactor_by_name_shape_and_echo():
 def test_secrets_redacted_in_what_the_tui_shows(secret_rollout):
     import asyncio
 
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.tui import make_app
 
     async def run() -> bytes:
@@ -177,8 +177,8 @@ def test_secrets_redacted_in_what_the_tui_shows(secret_rollout):
                     break
                 await asyncio.sleep(0.05)
             assert app.report is not None
-            from doctor.report import RenderContext
-            from doctor.report.json_report import report_dict
+            from doctor.render import RenderContext
+            from doctor.render.json_report import report_dict
             from probes import rule_registry
 
             # what the screens draw from: the app's report (facts, evidence, messages)

@@ -1,4 +1,4 @@
-"""One path policy (doctor/paths.py): inside the rollout or declared by rollout.toml is followed; anything
+"""One path policy (probes/common/paths.py): inside the rollout or declared by rollout.toml is followed; anything
 else an input file names outside the target is not read (DOC010) unless `[paths] allow_outside = true`."""
 
 from __future__ import annotations

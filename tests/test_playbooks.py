@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from doctor.model import Artifact, Finding, Severity
-from doctor.playbook import PLAYBOOK_DIR, Evidence, PlaybookError, Walker, load_all, load_playbook
+from doctor.core.model import Artifact, Finding, Severity
+from doctor.playbook.tree import PLAYBOOK_DIR, Evidence, PlaybookError, Walker, load_all, load_playbook
 
 RULE_IDS = {"TRN001", "TRN002", "EVL001", "SRV001"}
 

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from safetensors.numpy import save_file
 
-from doctor.config import Settings
+from doctor.core.probe import ReadError
+from doctor.core.settings import Settings
 from doctor.engine import check
-from doctor.probe import ReadError
 from probes.registry.store import SCHEMA, add_version, load, save, set_status, validate
 
 BASE = "peft-doctor/tiny-base"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from doctor.model import Artifact, JobAction, Report, Severity
-from doctor.report import FORMATS, RenderContext, github_report, markdown_report, render
-from doctor.rules import RuleRegistry, rule
+from doctor.core.model import Artifact, JobAction, Report, Severity
+from doctor.core.rules import RuleRegistry, rule
+from doctor.render import FORMATS, RenderContext, github_report, markdown_report, render
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "shared" / "schemas"
 SARIF_SCHEMA = SCHEMAS / "sarif-schema-2.1.0.json"
@@ -125,8 +125,8 @@ def test_reporters_do_not_import_rich_or_numpy():
     import sys
 
     code = (
-        "import sys, doctor.report as r\n"
-        "for f in r.FORMATS: __import__(f'doctor.report.{f}_report')\n"
+        "import sys, doctor.render as r\n"
+        "for f in r.FORMATS: __import__(f'doctor.render.{f}_report')\n"
         "print(sorted(m for m in ('rich', 'numpy', 'torch', 'textual', 'jsonschema', 'lxml') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -140,7 +140,7 @@ def test_reporters_do_not_import_rich_or_numpy():
 
 def test_json_is_strict_with_stable_keys(report, ctx):
     data = _strict_loads(render(report, "json", ctx))
-    assert data["schema"] == "peft-doctor/report/1"
+    assert data["schema"] == "peft-doctor/render/1"
     assert data["tool"] == {"name": "peft-doctor", "version": "0.1.0"}
     assert set(data) >= {"schema", "tool", "artifacts", "findings", "summary", "exit_code", "timings"}
     assert data["summary"] == {"error": 2, "warning": 1, "info": 1}
@@ -233,7 +233,7 @@ def test_sarif_fingerprints_are_stable(report, ctx, world):
 
 
 def test_sarif_caps_results(ctx, world):
-    from doctor.report import sarif_report
+    from doctor.render import sarif_report
 
     run = world[1]
     findings = [EVL.finding(run / "trainer_state.json", f"m{i}", locator=f"step {i}") for i in range(30)]
@@ -460,7 +460,7 @@ def test_console_clean(ctx, world):
 
 
 def test_severity_glyphs_match_model():
-    from doctor.report.console_report import GLYPHS
+    from doctor.render.console_report import GLYPHS
 
     for sev in Severity:
         assert GLYPHS[sev.value] == sev.glyph

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import check
 from probes.registry.store import add_version
 from probes.serving.config import parse_config
@@ -316,7 +316,7 @@ def test_matrix_rows_and_render(tmp_path):
     assert "SRV003" in text and "ok" in text
     md = render_matrix(rows, "markdown")
     assert md.startswith("| base model |") and md.count("\n") == len(rows) + 2
-    from doctor.discover import discover
+    from doctor.core.discovery import discover
     from doctor.engine import group_rollouts
 
     fresh = group_rollouts(discover(root), root)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import check
 from probes.serving.matrix import compatibility_matrix, render_matrix
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import check
 
 pytestmark = pytest.mark.slow  # imports transformers + peft and saves ~15 small adapters

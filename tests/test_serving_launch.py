@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.discover import classify_file, discover
+from doctor.core.discovery import classify_file, discover
 from probes.serving.config import parse_config
 from tests.test_serving_configs import make_rollout, ours, run
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import check
 
 pytestmark = pytest.mark.slow  # loads the tiny base with transformers and saves three adapters

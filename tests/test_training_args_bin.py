@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import check
 from probes.training.readers.trainingargs import (
     TrainingArgsError,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.engine import check
 
 

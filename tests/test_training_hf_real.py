@@ -47,7 +47,7 @@ def test_tiny_trainer_run_is_read_by_every_reader(tmp_path):
     assert abs(float(t.loss[-1]) - float(s.loss[-1])) < 1e-4
     # the output folder as Trainer left it (checkpoint-N/ only, no manifest): the newest checkpoint's log
     # and its training_args.bin (read without unpickling) stand for the run
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
 
     rep = check([tmp_path], Settings())

@@ -116,7 +116,7 @@ def test_wandb_offline_output_log(tmp_path):
 
 
 def test_generic_csv_with_configured_columns(tmp_path):
-    from doctor.config import parse_settings
+    from doctor.core.settings import parse_settings
 
     p = tmp_path / "metrics.csv"
     rows = ["step,train_loss,gnorm,lr"] + [f"{i},{2 - i * 0.01},{0.5},{1e-4}" for i in range(1, 41)]

@@ -206,7 +206,7 @@ def test_demo_world_runs():
 def test_cfg001_on_hf_args_judges_the_method_the_manifest_names():
     """training_args.json says nothing about 4-bit; rollout.toml says qlora: CFG001 must judge QLoRA, as TRN007
     on the same run's log does (it said "LoRA SFT" beside TRN007's "QLoRA SFT")."""
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
     from tests.conftest import ROLLOUTS
 

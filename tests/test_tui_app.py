@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.tui import make_app
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -155,7 +155,7 @@ async def test_tree_groups_rollouts_and_hides_when_narrow(tmp_path: Path):
 async def test_findings_show_their_locator(tmp_path: Path):
     """Two findings of one rule on one file differ by locator: a column when wide, the end of the title
     when narrow."""
-    from doctor.model import Finding, Report, Severity
+    from doctor.core.model import Finding, Report, Severity
 
     path = Path("/synthetic/corrupt/adapter/adapter_config.json")
     findings = [
@@ -280,7 +280,7 @@ async def test_export_writes_each_format(world: Path, tmp_path: Path):
         await pilot.press("enter")
         await pilot.pause()
         data = json.loads(out.read_text())
-        assert data["schema"] == "peft-doctor/report/1" and data["summary"]["error"] == 1
+        assert data["schema"] == "peft-doctor/render/1" and data["summary"]["error"] == 1
         assert app.screen.id == "overview"
         assert any(str(out.resolve()) in n.message for n in app._notifications)  # the toast names the path
         from doctor.tui.screens.export import write_report

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.lab import run as L
 from doctor.tui import make_app
 

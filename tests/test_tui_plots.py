@@ -127,7 +127,8 @@ def test_job_formatting():
 
 
 def test_cli_registers_tui_and_rejects_missing_path(capsys):
-    from doctor import cli, cli_tui
+    from doctor import cli
+    from doctor.cli import tui as cli_tui
 
     args = cli.build_parser().parse_args(["tui", "fixtures/rollouts"])
     assert args.handler is cli_tui.run and [str(p) for p in args.paths] == ["fixtures/rollouts"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.config import Settings
+from doctor.core.settings import Settings
 from doctor.tui import make_app
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -8,7 +8,7 @@ import math
 import time
 from pathlib import Path
 
-from doctor.model import Finding, Report, Severity
+from doctor.core.model import Finding, Report, Severity
 
 
 def write_unstable_run(folder: Path, steps: int = 120) -> Path:

@@ -66,7 +66,7 @@ def dumps_toml(data: dict[str, Any]) -> str:
 
 def write_after_manifest(spec: dict[str, Any], out: Path, job_id: str) -> Path:
     """Make the job's output folder a rollout: rollout.toml + eval/baseline.csv copied from the rollout."""
-    from doctor.manifest import read_manifest, resolve
+    from doctor.core.manifest import read_manifest, resolve
 
     root = Path(spec["rollout"])
     try:
@@ -135,7 +135,7 @@ def _slices_of(train: Path) -> list[str]:
 
 def findings_snapshot(targets: list[Path], families: tuple[str, ...]) -> dict[str, Any]:
     """check(targets) → the findings of the given rule families, as JSON-ready dicts."""
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.engine import check
 
     report = check(targets, Settings())

@@ -241,7 +241,7 @@ def _terminate(proc: subprocess.Popen, grace_s: float = 30.0) -> None:
 
 
 def _registry_path(root: Path) -> Path:
-    from doctor.manifest import read_manifest, resolve
+    from doctor.core.manifest import read_manifest, resolve
 
     try:
         m = read_manifest(root / "rollout.toml")
@@ -269,7 +269,7 @@ def _next_version(root: Path, name: str, registry: Path) -> int:
         versions += [e["version"] for e in entries if isinstance(e.get("version"), int)]
     manifest = root / "rollout.toml"
     if manifest.is_file():
-        from doctor.manifest import read_manifest
+        from doctor.core.manifest import read_manifest
 
         try:
             adapters = read_manifest(manifest).get("adapters", [])
@@ -344,7 +344,7 @@ def register(
 def _broken_versions(root: Path, name: str, spec: dict[str, Any]) -> set[int]:
     """The versions the rollout's manifest lists for `name`: the before-probe found errors in them."""
     try:
-        from doctor.manifest import read_manifest
+        from doctor.core.manifest import read_manifest
 
         return {
             int(a["version"])
@@ -417,7 +417,7 @@ def _finalize(
 def reprobe(
     spec: dict[str, Any], out: Path, job_id: str, before: dict[str, Any], done: dict[str, Any]
 ) -> dict[str, Any]:
-    from doctor.manifest import read_manifest, resolve
+    from doctor.core.manifest import read_manifest, resolve
 
     root = Path(spec["rollout"])
     cmp.write_after_manifest(spec, out, job_id)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doctor.model import display_path
+from doctor.core.model import display_path
 
 
 @dataclass
@@ -32,7 +32,7 @@ def init_hint(root: Path | str, missing: list[str] | None = None) -> str:
 
 def _init_would_miss(root: Path) -> list[str]:
     """The base model unless `doctor init` finds it itself (a local folder named in adapter_config.json)."""
-    from doctor.rollout_init import InitError, discover
+    from doctor.jobs.rollout_init import InitError, discover
 
     try:
         found = discover(root)

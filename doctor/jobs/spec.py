@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.jobs import parity
-from doctor.recipe import DATA_KEYS, RecipeError, apply_overrides, check_values, validate_overrides
+from doctor.jobs.recipe import DATA_KEYS, RecipeError, apply_overrides, check_values, validate_overrides
 
 SCHEMA = "peft-doctor/job/1"
 KINDS = ("retrain", "reeval", "parity")
@@ -260,8 +260,8 @@ def _validate_reeval(s: dict[str, Any], base_dir: Path | None) -> None:
 
 
 def _manifest(rollout_root: Path) -> dict[str, Any]:
-    from doctor.manifest import read_manifest
-    from doctor.probe import ReadError
+    from doctor.core.manifest import read_manifest
+    from doctor.core.probe import ReadError
 
     path = Path(rollout_root) / "rollout.toml"
     if not path.is_file():
@@ -276,7 +276,7 @@ def _manifest(rollout_root: Path) -> dict[str, Any]:
 
 
 def _rel(root: Path, value: str | None) -> str | None:
-    from doctor.manifest import resolve
+    from doctor.core.manifest import resolve
 
     p = resolve(root, value)
     return str(p.resolve()) if p is not None else None
@@ -313,7 +313,7 @@ def spec_from_action(
     """A validated spec for a playbook job action `{kind: retrain|reeval, overrides: {...}}` on a rollout.
 
     Also accepts a triage action `{"kind": "job", "job": {...}}`. The recorded [recipe] (or `base_recipe`,
-    the recipe of an earlier attempt of `doctor fix`) gets the overrides (`doctor.recipe.apply_overrides`);
+    the recipe of an earlier attempt of `doctor fix`) gets the overrides (`doctor.jobs.recipe.apply_overrides`);
     data fields (train_slices, mix, train) override the [data] table. A learning-rate override is bounded
     by the method's usual range (doctor.jobs.lrbounds); `source.changes` records every changed field.
     """
@@ -455,8 +455,8 @@ def spec_from_triage(
 
     `answers` ({NODE or PLAYBOOK.NODE: CHOICE}) answer the triage's questions, as `doctor triage --answer`.
     """
-    from doctor.config import Settings
-    from doctor.triage import run_triage
+    from doctor.core.settings import Settings
+    from doctor.playbook.triage import run_triage
 
     root = Path(rollout_root).resolve()
     results = run_triage([root], settings or Settings(), answers or None)

@@ -33,7 +33,7 @@ class LabCancelled(Exception):
 
 
 def _manifest_recipe(rollout: Path) -> dict[str, Any]:
-    from doctor.manifest import read_manifest
+    from doctor.core.manifest import read_manifest
 
     try:
         return dict(read_manifest(rollout / "rollout.toml").get("recipe") or {})
@@ -358,7 +358,7 @@ def _qlora_vs_lora(spec: LabSpec, jobs: dict[str, dict[str, Any]], rows: list[di
 
 def registry_path(rollout: Path) -> Path:
     """The rollout's registry: manifest [serving] registry, else <rollout>/registry.yaml (as the job system)."""
-    from doctor.manifest import read_manifest, resolve
+    from doctor.core.manifest import read_manifest, resolve
 
     try:
         reg = resolve(rollout, (read_manifest(rollout / "rollout.toml").get("serving") or {}).get("registry"))

@@ -297,8 +297,8 @@ def _steps_lines(recipe_steps: int, gpu: bool) -> list[str]:
 
 def init_text(rollout: Path, spec_path: Path, gpu: bool = False) -> str:
     """A commented lab spec for a rollout, from its manifest (paths relative to the spec's folder)."""
-    from doctor.manifest import read_manifest, resolve
-    from doctor.probe import ReadError
+    from doctor.core.manifest import read_manifest, resolve
+    from doctor.core.probe import ReadError
 
     rollout = Path(rollout).resolve()
     man_path = rollout / "rollout.toml"

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from doctor.tui.app import DoctorApp
 
 

@@ -17,8 +17,8 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from doctor.config import Settings, load_settings
-from doctor.model import Finding, Report, Severity
+from doctor.core.model import Finding, Report, Severity
+from doctor.core.settings import Settings, load_settings
 from doctor.tui.commands import COMMANDS, bindings, plural
 from doctor.tui.data import common_base, rel, rollout_of, rollout_roots
 from doctor.tui.screens.overview import OverviewScreen
@@ -196,7 +196,7 @@ class DoctorApp(App):
             self.overview.show_progress(msg.done, msg.total, msg.path)
 
     def on_scan_done(self, msg: ScanDone) -> None:
-        from doctor.redact import redact_report
+        from doctor.render.redact import redact_report
 
         self.report = redact_report(msg.report)  # the screens show facts and evidence: no secret among them
         self.watch_added = []  # a fresh report: what watch added before is either in it or gone

@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from doctor.model import Artifact, Finding, Report, Severity
+from doctor.core.model import Artifact, Finding, Report, Severity
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 OK_GLYPH = "✓"

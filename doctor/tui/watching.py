@@ -13,8 +13,8 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from doctor.config import Settings
-from doctor.model import Finding, Report
+from doctor.core.model import Finding, Report
+from doctor.core.settings import Settings
 
 
 def training_logs(report: Report) -> list[Path]:

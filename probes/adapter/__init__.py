@@ -52,7 +52,7 @@ Base structure and PEFT's module matching (for other probes, e.g. serving's sile
 
 from typing import Any
 
-from doctor.probe import LazyProbe, lazy_attr
+from doctor.core.probe import LazyProbe, lazy_attr
 from probes.adapter.rules import RULES
 
 PROBES = [LazyProbe("adapter", {"adapter"}, "probes.adapter.probe:AdapterProbe")]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from doctor.manifest import resolve
-from doctor.safeio import loads_json, read_text_capped
+from doctor.core.manifest import resolve
+from doctor.core.safeio import loads_json, read_text_capped
 from probes.adapter.arch import ADAPTABLE, architecture_for
 
 # Model types whose decoder blocks use the Llama module names and shapes.

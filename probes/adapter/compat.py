@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doctor.model import Finding, Severity
+from doctor.core.model import Finding, Severity
 from probes.adapter.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec, legacy_expert
 from probes.adapter.matching import Matching, Target, match_targets
 from probes.adapter.peft_config import SavedModule, layer_of

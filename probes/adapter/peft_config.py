@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doctor.safeio import loads_json
+from doctor.core.safeio import loads_json
 from probes.adapter.tuners import Tuner, describe, tuner_for
 
 # First PEFT release that knows a field (a config using it cannot be read by older PEFT/servers).

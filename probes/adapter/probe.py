@@ -10,10 +10,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from doctor.model import Artifact, Finding, Severity
-from doctor.paths import policy_for
-from doctor.probe import Probe, ProbeContext
-from doctor.safeio import require_readable
+from doctor.core.model import Artifact, Finding, Severity
+from doctor.core.probe import Probe, ProbeContext
+from doctor.core.safeio import require_readable
 from probes.adapter.arch import architecture_for
 from probes.adapter.base import base_dims, find_base_config, read_base_config, read_config_json
 from probes.adapter.compat import base_findings, resolve
@@ -37,6 +36,7 @@ from probes.adapter.rules import (
 from probes.adapter.scan import WEIGHT_NAMES, Scan, scan_adapter
 from probes.adapter.stats import energy_rank
 from probes.adapter.tuners import applies, tuner_for
+from probes.common.paths import policy_for
 
 
 def _sha_wanted(ctx: ProbeContext) -> bool | None:
@@ -135,7 +135,7 @@ def plan_base(sc: Scan, ctx: ProbeContext) -> None:
     if cfg_path is None:
         return
     policy = policy_for(ctx)
-    if how == "adapter base_model_name_or_path" and not policy.allows(cfg_path):  # doctor/paths.py: not read
+    if how == "adapter base_model_name_or_path" and not policy.allows(cfg_path):  # probes/common/paths.py: not read
         refused = policy.finding(sc.config_path, cfg_path.parent, "base_model_name_or_path")
         ctx.shared.setdefault("doc010", {})[sc.folder] = refused
         return
@@ -564,7 +564,7 @@ def base_checks(sc: Scan, ctx: ProbeContext, artifact: Artifact) -> list[Finding
             ok = _norm_name(name) == _norm_name(expected)
             base_path = manifest.get("base_model")
             if not ok and isinstance(base_path, str):
-                from doctor.manifest import resolve
+                from doctor.core.manifest import resolve
 
                 p = Path(name)
                 cand = p if p.is_absolute() else sc.folder / p

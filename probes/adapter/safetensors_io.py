@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from doctor.safeio import loads_json
+from doctor.core.safeio import loads_json
 
 # Safetensors refuses headers above 100 MB; so do we (a 7B adapter's header is ~50 KB).
 MAX_HEADER = 100_000_000

@@ -7,7 +7,7 @@ Parquet tables; pandas never.
 
 from typing import Any
 
-from doctor.probe import LazyProbe, lazy_attr
+from doctor.core.probe import LazyProbe, lazy_attr
 from probes.eval_slices.canary import RULES as CANARY_RULES
 from probes.eval_slices.rules import RULES as SLICE_RULES
 

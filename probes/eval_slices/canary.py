@@ -29,9 +29,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from doctor.model import Finding, Severity
-from doctor.probe import Probe, ProbeContext, Rollout
-from doctor.rules import rule
+from doctor.core.model import Finding, Severity
+from doctor.core.probe import Probe, ProbeContext, Rollout
+from doctor.core.rules import rule
 
 PLAN_SCHEMA = "peft-doctor/canary/1"
 

@@ -6,10 +6,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from doctor.manifest import resolve
-from doctor.model import Artifact, Finding, Severity
-from doctor.probe import Probe, ProbeContext, Rollout
-from doctor.safeio import loads_json
+from doctor.core.manifest import resolve
+from doctor.core.model import Artifact, Finding, Severity
+from doctor.core.probe import Probe, ProbeContext, Rollout
+from doctor.core.safeio import loads_json
 from probes.eval_slices import rules as R
 
 if TYPE_CHECKING:  # numpy and the readers load only when a rollout has an eval table
@@ -758,7 +758,7 @@ def comparison_table(rollout_or_tables: Any, settings: Any = None) -> list[dict[
     Accepts a `Rollout` (uses the result of the last `doctor check` when there is one, else reads the
     rollout's eval tables), a rollout folder, or a list of eval-table paths / `EvalTable`s.
     """
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
     from probes.eval_slices.tables import EvalTable
 
     settings = settings or Settings()
@@ -772,8 +772,8 @@ def comparison_table(rollout_or_tables: Any, settings: Any = None) -> list[dict[
         root = Path(rollout_or_tables).resolve()
         if root in _COMPARISONS:
             return _COMPARISONS[root]
-        from doctor.discover import discover
-        from doctor.manifest import read_manifest
+        from doctor.core.discovery import discover
+        from doctor.core.manifest import read_manifest
 
         arts = discover(root)
         rollout = Rollout(root, arts)

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from doctor.probe import ReadError
-from doctor.safeio import loads_json
+from doctor.core.probe import ReadError
+from doctor.core.safeio import loads_json
 
 ID_COLS = ("id", "example_id", "doc_id", "uid")
 SCORE_COLS = ("score", "correct", "acc", "exact_match")

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from doctor.probe import LazyProbe, lazy_attr
+from doctor.core.probe import LazyProbe, lazy_attr
 from probes.registry.rules import RULES
 
 PROBES = [

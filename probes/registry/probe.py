@@ -14,9 +14,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from doctor.model import Artifact, Finding, display_path
-from doctor.paths import policy_for
-from doctor.probe import Probe, ProbeContext, ReadError, Rollout
+from doctor.core.model import Artifact, Finding, display_path
+from doctor.core.probe import Probe, ProbeContext, ReadError, Rollout
+from probes.common.paths import policy_for
+from probes.common.yamlsafe import line_of
 from probes.registry.rules import (
     BASE_DISAGREES,
     DUPLICATE,
@@ -33,7 +34,6 @@ from probes.registry.rules import (
 )
 from probes.registry.store import WEIGHTS, Registry, load, validate
 from probes.serving.artifacts import adapter_facts, remember, sha256_file, stamp
-from probes.serving.yamlsafe import line_of
 
 _LOADED: dict[str, tuple[tuple[int, int], Registry]] = {}
 
@@ -168,7 +168,7 @@ class RegistryProbe(Probe):
         # disk work (parallel for large registries)
         want_sha = SHA_MISMATCH.id not in ctx.settings.disable
         folders = {i: reg.entry_path(e) for i, e in entries}
-        policy = policy_for(ctx)  # the one path policy (doctor/paths.py): entries outside are not read
+        policy = policy_for(ctx)  # the one path policy (probes/common/paths.py): entries outside are not read
         for i, e in entries:
             if folders[i] is not None and not policy.allows(folders[i]):
                 where = f"{e['name']} v{e['version']}"

@@ -35,8 +35,8 @@ from typing import Any
 
 import yaml
 
-from doctor.probe import ReadError
-from probes.serving.yamlsafe import load_yaml
+from doctor.core.probe import ReadError
+from probes.common.yamlsafe import load_yaml
 
 SCHEMA = "peft-doctor/registry/1"
 STATUSES = ("candidate", "canary", "active", "rejected", "retired")

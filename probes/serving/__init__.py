@@ -8,7 +8,7 @@ probes.serving.matrix).
 
 from typing import Any
 
-from doctor.probe import LazyProbe, lazy_attr
+from doctor.core.probe import LazyProbe, lazy_attr
 from probes.serving.rules import RULES
 
 PROBES = [

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from doctor.safeio import loads_json
+from doctor.core.safeio import loads_json
 from probes.adapter.base import base_dims as _adapter_base_dims
 from probes.adapter.base import read_base_config as _read_config
 from probes.adapter.safetensors_io import Unreadable, read_header, sha256_file

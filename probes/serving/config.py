@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doctor.probe import ReadError
-from doctor.safeio import loads_json, read_text_capped
+from doctor.core.probe import ReadError
+from doctor.core.safeio import loads_json, read_text_capped
+from probes.common.yamlsafe import line_of, load_yaml, load_yaml_text
 from probes.serving.envsubst import interpolate
-from probes.serving.yamlsafe import line_of, load_yaml, load_yaml_text
 
 ENGINES = ("vllm", "tgi", "lorax", "sglang")
 VLLM_DEFAULTS = {"max_lora_rank": 16, "max_loras": 1}

@@ -40,7 +40,7 @@ Support = tuple[tuple[int, ...], str, str]  # (first version, outcome, source)
 class Feature:
     key: str
     title: str
-    rule: Any  # doctor.rules.Rule
+    rule: Any  # doctor.core.rules.Rule
     detect: Callable[[dict[str, Any], AdapterConfig], dict[str, Any] | None]
     support: dict[str, tuple[Support, ...]]
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from doctor.model import display_path
-from doctor.probe import ProbeContext, Rollout
+from doctor.core.model import display_path
+from doctor.core.probe import ProbeContext, Rollout
 from probes.serving import engines
 from probes.serving.artifacts import cached_facts
 
@@ -114,7 +114,7 @@ def compatibility_matrix(report_or_rollouts: Any, settings: Any = None) -> list[
             if a.kind == "serving_config":
                 rows.extend(a.facts.get("compatibility", []))
         return rows
-    from doctor.config import Settings
+    from doctor.core.settings import Settings
 
     rollouts = [report_or_rollouts] if isinstance(report_or_rollouts, Rollout) else list(report_or_rollouts)
     out: list[dict[str, Any]] = []

@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from probes.common.yamlsafe import line_of
 from probes.serving import config as C
-from probes.serving.yamlsafe import line_of
 
 _KUBEAI_NAME = re.compile(r"^[a-z0-9-]{1,63}$")
 

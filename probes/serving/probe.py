@@ -8,10 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doctor.model import Artifact, Finding
-from doctor.paths import declared_paths, policy_for
-from doctor.probe import Probe, ProbeContext, ReadError, Rollout
-from doctor.rules import Rule
+from doctor.core.model import Artifact, Finding
+from doctor.core.probe import Probe, ProbeContext, ReadError, Rollout
+from doctor.core.rules import Rule
+from probes.common.paths import declared_paths, policy_for
 from probes.serving import engines, features, noop
 from probes.serving import rules as R
 from probes.serving import tokenizer as tok
@@ -34,7 +34,7 @@ def _within(p: Path, root: Path) -> bool:
 
 
 def trusted_paths(rollout: Rollout) -> list[Path]:
-    """Paths the manifest declares: followed even when outside the root (the shared policy, doctor/paths.py)."""
+    """Paths the manifest declares: followed even when outside the root (the shared policy, probes/common/paths.py)."""
     return declared_paths(rollout.root, rollout.manifest)
 
 

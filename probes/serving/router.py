@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from probes.common.yamlsafe import line_of
 from probes.serving import config as C
-from probes.serving.yamlsafe import line_of
 
 # Providers whose model string is "<provider>/<name the backend serves>" for an OpenAI-compatible backend.
 PROVIDERS = ("hosted_vllm", "openai", "vllm", "text-completion-openai", "huggingface", "sagemaker", "lorax")

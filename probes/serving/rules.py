@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from doctor.rules import rule
+from doctor.core.rules import rule
 
 UNPARSEABLE = rule(
     "SRV001",

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doctor.model import display_path
-from doctor.safeio import loads_json, read_text_capped
+from doctor.core.model import display_path
+from doctor.core.safeio import loads_json, read_text_capped
 from probes.serving import rules as R
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")

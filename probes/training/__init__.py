@@ -1,6 +1,6 @@
 """Training-log probes: read the run's logs into one normalized series and diagnose instability."""
 
-from doctor.probe import LazyProbe
+from doctor.core.probe import LazyProbe
 from probes.training.rules import RULES
 
 PROBES = [

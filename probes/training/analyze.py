@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from doctor.model import Finding
-from doctor.rules import DOC_UNREADABLE, Rule
+from doctor.core.model import Finding
+from doctor.core.rules import DOC_UNREADABLE, Rule
 from probes.training import detectors as d
 from probes.training import detectors_rl as rl
 from probes.training import trainers

@@ -6,9 +6,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from doctor.model import Artifact, Finding, Severity
-from doctor.probe import Probe, ProbeContext, Rollout
-from doctor.rules import DOC_UNREADABLE, DOC_UNSAFE_PICKLE
+from doctor.core.model import Artifact, Finding, Severity
+from doctor.core.probe import Probe, ProbeContext, Rollout
+from doctor.core.rules import DOC_UNREADABLE, DOC_UNSAFE_PICKLE
 from probes.training import analyze
 from probes.training import recipe as rc
 from probes.training.cfgrules import check_recipe

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from doctor.safeio import loads_json
+from doctor.core.safeio import loads_json
 
 _DPO = {"dpo", "ipo", "kto", "orpo", "simpo", "rm", "ppo", "grpo", "cpo"}
 

@@ -3,7 +3,7 @@ params (override in settings: [thresholds.TRN002] z = 10)."""
 
 from __future__ import annotations
 
-from doctor.rules import rule
+from doctor.core.rules import rule
 
 _LR_FIX = "Lower the learning rate (x0.1-x0.5), keep max_grad_norm at 0.3-1.0 and warm up (warmup_ratio 0.03)."
 

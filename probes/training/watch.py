@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from doctor.model import Finding
+from doctor.core.model import Finding
 from probes.training import analyze
 from probes.training.readers import read_log
 from probes.training.readers.records import records_to_series
@@ -137,7 +137,7 @@ class LogWatcher:
 
 
 def _targets(paths: Iterable[Path]) -> list[Path]:
-    from doctor.discover import discover
+    from doctor.core.discovery import discover
 
     out = []
     for p in paths:

@@ -14,7 +14,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from doctor.model import Report
+from doctor.core.model import Report
 
 EXTENSIONS = {
     "console": "txt",
@@ -34,7 +34,7 @@ def default_name(fmt: str) -> str:
 def write_report(report: Report, fmt: str, path: Path) -> Path:
     """Render with the same reporters as `doctor check --format` and write atomically."""
     from doctor import __version__
-    from doctor.report import RenderContext, render
+    from doctor.render import RenderContext, render
     from probes import rule_registry
 
     text = render(report, fmt, RenderContext(rules=rule_registry(), version=__version__))
@@ -71,7 +71,7 @@ class ExportScreen(ModalScreen[Path | None]):
         self.report = report
 
     def compose(self) -> ComposeResult:
-        from doctor.report import FORMATS
+        from doctor.render import FORMATS
 
         with Vertical(id="export-box", classes="dialog"):
             yield Static(Text("Export the report", style="bold"))
@@ -85,7 +85,7 @@ class ExportScreen(ModalScreen[Path | None]):
                 yield Button("Cancel", id="cancel")
 
     def on_mount(self) -> None:
-        from doctor.report import FORMATS
+        from doctor.render import FORMATS
 
         formats = self.query_one("#export-format", OptionList)
         formats.highlighted = list(FORMATS).index("json")

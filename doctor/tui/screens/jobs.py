@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
-from doctor.recipe import describe_overrides
+from doctor.jobs.recipe import describe_overrides
 from doctor.tui.commands import bindings, plural
 from doctor.tui.data import rel
 from doctor.tui.jobsview import (

@@ -13,9 +13,9 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, ProgressBar
 
-from doctor.model import Report
-from doctor.redact import Redactor
-from doctor.report.escape import readable
+from doctor.core.model import Report
+from doctor.render.escape import readable
+from doctor.render.redact import Redactor
 from doctor.tui.commands import bindings, plural
 from doctor.tui.data import facts_for, make_rows, rel
 from doctor.tui.widgets import plots

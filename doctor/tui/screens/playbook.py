@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 
-from doctor.recipe import describe
+from doctor.jobs.recipe import describe
 from doctor.tui.commands import bindings
 from doctor.tui.data import SEVERITY_STYLE
 from doctor.tui.widgets.findings import SummaryBar
@@ -132,7 +132,7 @@ class PlaybookScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="triage")
     def walk(self) -> None:
-        from doctor.triage import run_triage
+        from doctor.playbook.triage import run_triage
 
         report = self.app.report
         root, answers = self.root, dict(self.answers)

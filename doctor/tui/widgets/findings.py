@@ -19,7 +19,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Static, Tree
 
-from doctor.model import ARTIFACT_KINDS, Finding, Report, Severity
+from doctor.core.model import ARTIFACT_KINDS, Finding, Report, Severity
 from doctor.tui.data import SEVERITY_STYLE, SORT_KEYS, Row, artifact_status, filter_rows, glyph, rel, sort_rows
 
 

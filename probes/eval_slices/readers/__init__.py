@@ -2,14 +2,14 @@
 
 Per-example tables (rows with an id, a slice and a score) are compared paired; aggregate-only files
 (`EvalTable.aggregates`) with the unpaired test in aggregate.py. The dispatch is by file name first,
-then by a peek at the content, the same signatures doctor/discover.py uses to find the files.
+then by a peek at the content, the same signatures doctor/core/discovery.py uses to find the files.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from doctor.probe import ReadError
+from doctor.core.probe import ReadError
 from probes.eval_slices.tables import EvalTable, read_csv_like
 
 

@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from doctor.probe import ReadError
-from doctor.safeio import loads_json, read_text_capped
+from doctor.core.probe import ReadError
+from doctor.core.safeio import loads_json, read_text_capped
 from probes.eval_slices.tables import EvalTable, json_objects_of
 
 ID_KEYS = ("id", "example_id", "question_id", "doc_id", "uid", "item_id", "sample_id", "qid", "idx", "index")

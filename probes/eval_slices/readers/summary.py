@@ -17,8 +17,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from doctor.probe import ReadError
-from doctor.safeio import read_json_file
+from doctor.core.probe import ReadError
+from doctor.core.safeio import read_json_file
 from probes.eval_slices.aggregate import AggMetric, count
 from probes.eval_slices.tables import EvalTable, normalize
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from doctor.safeio import loads_json
+from doctor.core.safeio import loads_json
 from probes.training.readers.records import records_to_series
 from probes.training.series import Series
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from doctor.safeio import loads_json
+from doctor.core.safeio import loads_json
 from probes.training.readers.records import records_to_series
 from probes.training.series import Series
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from doctor.safeio import read_text_capped
+from doctor.core.safeio import read_text_capped
 from probes.training import trainers
 from probes.training.readers.tfevents import TAGS
 from probes.training.series import Series, eval_arrays, from_columns

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from doctor.safeio import loads_json
+from doctor.core.safeio import loads_json
 from probes.training.readers.records import records_to_series
 from probes.training.series import Series
 
