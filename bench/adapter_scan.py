@@ -74,7 +74,7 @@ def write_config(d: Path) -> None:
     }
     (d / "adapter_config.json").write_text(json.dumps(cfg, indent=2))
     # The base's config.json (Llama-2-7B's numbers) beside it, so the scan also resolves every tensor to its
-    # base module through the architecture table (probes/adapter/arch.py), as a real rollout does.
+    # base module through the architecture table (probes/common/peft/arch.py), as a real rollout does.
     base = {
         "model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": HIDDEN,
         "intermediate_size": INTER, "num_attention_heads": 32, "num_key_value_heads": 32,

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from probes.adapter.arch import CONV1D, EMBEDDING, LINEAR, PARAM, architecture_for
+from probes.common.peft.arch import CONV1D, EMBEDDING, LINEAR, PARAM, architecture_for
 from tests.adapter_families import FAMILIES, VLMS, build_model
 
 ALL = [*FAMILIES, *VLMS]

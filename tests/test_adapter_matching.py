@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from probes.adapter.arch import architecture_for
-from probes.adapter.matching import match_targets
+from probes.common.peft.arch import architecture_for
+from probes.common.peft.matching import match_targets
 from tests.adapter_families import FAMILIES, MOE_PARAMS, NAMES, VLMS
 
 

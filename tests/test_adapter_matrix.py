@@ -26,7 +26,7 @@ from doctor.core.settings import Settings
 from doctor.engine import scan
 from doctor.render.inspect_view import render_inspect
 from probes.adapter import PROBES
-from probes.adapter.arch import architecture_for
+from probes.common.peft.arch import architecture_for
 from tests.adapter_families import MOE_PARAMS, NAMES, build_model
 
 pytestmark = pytest.mark.slow

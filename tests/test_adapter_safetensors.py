@@ -141,7 +141,7 @@ def test_factor_math_matches_dense_svd():
 def test_half_precision_reads_are_exact_for_every_bit_pattern(tmp_path):
     """fp16 goes through bit arithmetic (NaN/Inf through the table) and bf16 through a shift: both must equal
     the reference conversion for all 65,536 patterns, and 65504 (largest finite fp16) must stay finite."""
-    from probes.adapter.safetensors_io import TensorReader
+    from probes.common.safetensors_io import TensorReader
 
     bits = np.arange(65536, dtype=np.uint16)
     finite16 = bits[np.isfinite(bits.view(np.float16))]

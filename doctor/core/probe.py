@@ -114,10 +114,12 @@ class LazyProbe(Probe):
 
 
 def lazy_attr(package: str, names: dict[str, str], attr: str) -> Any:
-    """Module `__getattr__` helper: `names` maps a public name to the submodule that defines it."""
+    """Module `__getattr__` helper: `names` maps a public name to the submodule that defines it (a bare
+name is a submodule of `package`; a dotted one is a module path, e.g. a re-export from probes.common)."""
     if attr not in names:
         raise AttributeError(f"module {package!r} has no attribute {attr!r}")
-    return getattr(importlib.import_module(f"{package}.{names[attr]}"), attr)
+    module = names[attr]
+    return getattr(importlib.import_module(module if "." in module else f"{package}.{module}"), attr)
 
 
 class ReadError(Exception):

@@ -60,14 +60,14 @@ PROBES = [LazyProbe("adapter", {"adapter"}, "probes.adapter.probe:AdapterProbe")
 _LAZY = {
     "AdapterProbe": "probe",
     "adapter_facts": "probe",
-    "Unreadable": "safetensors_io",
-    "read_header": "safetensors_io",
-    "sha256_file": "safetensors_io",
+    "Unreadable": "probes.common.safetensors_io",
+    "read_header": "probes.common.safetensors_io",
+    "sha256_file": "probes.common.safetensors_io",
     "scan_adapter": "scan",
-    "architecture_for": "arch",
-    "Architecture": "arch",
-    "match_targets": "matching",
-    "Matching": "matching",
+    "architecture_for": "probes.common.peft.arch",
+    "Architecture": "probes.common.peft.arch",
+    "match_targets": "probes.common.peft.matching",
+    "Matching": "probes.common.peft.matching",
 }
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from doctor.core.model import Finding, Severity
-from probes.adapter.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec, legacy_expert
-from probes.adapter.matching import Matching, Target, match_targets
-from probes.adapter.peft_config import SavedModule, layer_of
 from probes.adapter.rules import BASE_NAMES, BASE_SHAPES, BASE_UNKNOWN
-from probes.adapter.tuners import expected_shapes
+from probes.common.peft.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec, legacy_expert
+from probes.common.peft.config import SavedModule, layer_of
+from probes.common.peft.matching import Matching, Target, match_targets
+from probes.common.peft.tuners import expected_shapes
 
 
 @dataclass

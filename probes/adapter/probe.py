@@ -13,10 +13,7 @@ from typing import Any
 from doctor.core.model import Artifact, Finding, Severity
 from doctor.core.probe import Probe, ProbeContext
 from doctor.core.safeio import require_readable
-from probes.adapter.arch import architecture_for
-from probes.adapter.base import base_dims, find_base_config, read_base_config, read_config_json
 from probes.adapter.compat import base_findings, resolve
-from probes.adapter.peft_config import targets_module
 from probes.adapter.rules import (
     BAD_CONFIG,
     BASE_NAME,
@@ -35,8 +32,11 @@ from probes.adapter.rules import (
 )
 from probes.adapter.scan import WEIGHT_NAMES, Scan, scan_adapter
 from probes.adapter.stats import energy_rank
-from probes.adapter.tuners import applies, tuner_for
 from probes.common.paths import policy_for
+from probes.common.peft.arch import architecture_for
+from probes.common.peft.basemodel import base_dims, find_base_config, read_base_config, read_config_json
+from probes.common.peft.config import targets_module
+from probes.common.peft.tuners import applies, tuner_for
 
 
 def _sha_wanted(ctx: ProbeContext) -> bool | None:

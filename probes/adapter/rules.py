@@ -208,7 +208,7 @@ BASE_UNKNOWN = rule(
     [],
     """
     The base model's config.json has a model_type (or a VLM text_config.model_type) that doctor's
-    architecture table (probes/adapter/arch.py) does not describe, or lacks the dimensions it needs.
+    architecture table (probes/common/peft/arch.py) does not describe, or lacks the dimensions it needs.
     The checks that compare the adapter with the base's modules (ADP012 module shapes, ADP013 module
     names, targeted module share) were skipped; layer count and vocabulary were still compared.
     """,

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from probes.adapter.peft_config import AdapterConfig, SavedModule, group_keys, key_suffix, read_config
-from probes.adapter.safetensors_io import (
+from probes.adapter.stats import ModuleNumbers, factor_stats, module_numbers, non_finite_count
+from probes.common.peft.config import AdapterConfig, SavedModule, group_keys, key_suffix, read_config
+from probes.common.safetensors_io import (
     F16_NONFINITE_AT,
     FLOAT_DTYPES,
     TensorInfo,
@@ -23,7 +24,6 @@ from probes.adapter.safetensors_io import (
     read_header,
     sha256_file,
 )
-from probes.adapter.stats import ModuleNumbers, factor_stats, module_numbers, non_finite_count
 
 WEIGHT_NAMES = ("adapter_model.safetensors",)
 PICKLE_NAMES = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from doctor.core.safeio import loads_json
-from probes.adapter.base import base_dims as _adapter_base_dims
-from probes.adapter.base import read_base_config as _read_config
-from probes.adapter.safetensors_io import Unreadable, read_header, sha256_file
+from probes.common.peft.basemodel import base_dims as _adapter_base_dims
+from probes.common.peft.basemodel import read_base_config as _read_config
+from probes.common.safetensors_io import Unreadable, read_header, sha256_file
 
 __all__ = ["sha256_file"]
 

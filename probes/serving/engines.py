@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from probes.adapter import base as adapter_base
+from probes.common.peft import basemodel as adapter_base
 
 LATEST_VLLM = (0, 33)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from probes.adapter.peft_config import AdapterConfig, match_pattern
+from probes.common.peft.config import AdapterConfig, match_pattern
 from probes.serving import engines
 from probes.serving import rules as R
 

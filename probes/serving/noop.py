@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from probes.adapter.arch import architecture_for
-from probes.adapter.safetensors_io import TensorReader, Unreadable, read_header
+from probes.common.peft.arch import architecture_for
+from probes.common.safetensors_io import TensorReader, Unreadable, read_header
 from probes.serving import rules as R
 
 _LORA_KEY = re.compile(

@@ -7,7 +7,7 @@ from typing import Any
 
 from doctor.core.manifest import resolve
 from doctor.core.safeio import loads_json, read_text_capped
-from probes.adapter.arch import ADAPTABLE, architecture_for
+from probes.common.peft.arch import ADAPTABLE, architecture_for
 
 # Model types whose decoder blocks use the Llama module names and shapes.
 LLAMA_LIKE = {
@@ -80,7 +80,7 @@ def _same(a: Path, b: Path) -> bool:
 
 def base_dims(cfg: dict[str, Any]) -> dict[str, Any]:
     """Normalized numbers: model_type, architecture, hidden, intermediate, heads, kv_heads, head_dim,
-    layers, vocab, and `modules` {short name: (in, out)} for the architectures in probes/adapter/arch.py
+    layers, vocab, and `modules` {short name: (in, out)} for the architectures in probes/common/peft/arch.py
     (the first layer's modules; MoE expert parameters are left out, see `architecture_for` for those)."""
 
     def num(*keys: str) -> int | None:

@@ -29,8 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.adapter.arch import ADAPTABLE, CONTAINER, CONV1D, EMBEDDING, LINEAR, PARAM, Architecture, Spec
-from probes.adapter.tuners import tuner_for
+from probes.common.peft.arch import ADAPTABLE, CONTAINER, CONV1D, EMBEDDING, LINEAR, PARAM, Architecture, Spec
+from probes.common.peft.tuners import tuner_for
 
 ALL_LINEAR = "all-linear"
 # peft.utils.transformers_weight_conversion: v4 MoE target names → the v5 parameter they became.

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.core.safeio import loads_json
-from probes.adapter.tuners import Tuner, describe, tuner_for
+from probes.common.peft.tuners import Tuner, describe, tuner_for
 
 # First PEFT release that knows a field (a config using it cannot be read by older PEFT/servers).
 FIELD_SINCE = {
@@ -38,7 +38,7 @@ _SUFFIXES = (
     (".lora_magnitude_vector", "magnitude"),
     (".lora_A.bias", "bias_A"),
     (".lora_B.bias", "bias_B"),
-    # AdaLoRA keeps its factors as bare parameters (probes/adapter/tuners.py lists every type's tensors)
+    # AdaLoRA keeps its factors as bare parameters (probes/common/peft/tuners.py lists every type's tensors)
     (".lora_A", "A"),
     (".lora_B", "B"),
     (".lora_E", "E"),
