@@ -115,7 +115,7 @@ class LazyProbe(Probe):
 
 def lazy_attr(package: str, names: dict[str, str], attr: str) -> Any:
     """Module `__getattr__` helper: `names` maps a public name to the submodule that defines it (a bare
-name is a submodule of `package`; a dotted one is a module path, e.g. a re-export from probes.common)."""
+    name is a submodule of `package`; a dotted one is a module path, e.g. a re-export from probes.common)."""
     if attr not in names:
         raise AttributeError(f"module {package!r} has no attribute {attr!r}")
     module = names[attr]
