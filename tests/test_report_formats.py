@@ -140,7 +140,7 @@ def test_reporters_do_not_import_rich_or_numpy():
 
 def test_json_is_strict_with_stable_keys(report, ctx):
     data = _strict_loads(render(report, "json", ctx))
-    assert data["schema"] == "peft-doctor/render/1"
+    assert data["schema"] == "peft-doctor/report/1"
     assert data["tool"] == {"name": "peft-doctor", "version": "0.1.0"}
     assert set(data) >= {"schema", "tool", "artifacts", "findings", "summary", "exit_code", "timings"}
     assert data["summary"] == {"error": 2, "warning": 1, "info": 1}

@@ -24,7 +24,7 @@ def test_scenario_cause_ranks_first(scenario):
         pytest.skip(f"demo rollout {scenario} not built")
     truth = json.loads((folder / "scenario.json").read_text())
     result = triage(folder)
-    assert result["schema"] == "peft-doctor/playbook/triage/1"
+    assert result["schema"] == "peft-doctor/triage/1"
     causes = result["diagnosis"]["causes"]
     if truth["cause"] == "none":
         assert causes == []

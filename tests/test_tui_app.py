@@ -280,7 +280,7 @@ async def test_export_writes_each_format(world: Path, tmp_path: Path):
         await pilot.press("enter")
         await pilot.pause()
         data = json.loads(out.read_text())
-        assert data["schema"] == "peft-doctor/render/1" and data["summary"]["error"] == 1
+        assert data["schema"] == "peft-doctor/report/1" and data["summary"]["error"] == 1
         assert app.screen.id == "overview"
         assert any(str(out.resolve()) in n.message for n in app._notifications)  # the toast names the path
         from doctor.tui.screens.export import write_report

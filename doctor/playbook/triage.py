@@ -14,7 +14,7 @@ from doctor.jobs.readiness import job_readiness
 from doctor.jobs.recipe import describe
 from doctor.playbook.tree import Evidence, Triage, Walker, load_all
 
-TRIAGE_SCHEMA = "peft-doctor/playbook/triage/1"
+TRIAGE_SCHEMA = "peft-doctor/triage/1"
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 from doctor.core.model import Finding, Report, display_path
 
-SCHEMA = "peft-doctor/render/1"
+SCHEMA = "peft-doctor/report/1"
 TOOL_NAME = "peft-doctor"
 
 
