@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 
 from doctor.core.probe import ReadError
-from probes.common.yamlsafe import load_yaml
+from probes.common.yamlsafe import load_yaml, load_yaml_text
 
 SCHEMA = "peft-doctor/registry/1"
 STATUSES = ("candidate", "canary", "active", "rejected", "retired")
@@ -154,10 +154,15 @@ def validate(reg: Registry) -> list[dict[str, Any]]:
     return out
 
 
-def dump(data: dict[str, Any], original: str = "") -> str:
+def dump(data: dict[str, Any], original: str = "", path: Path | None = None) -> str:
     """YAML text for `data`. Given the file's current text, a round trip: the changes are merged into
-    the parsed original, so comments, key order and scalar styles the user wrote stay as they were."""
+    the parsed original, so comments, key order and scalar styles the user wrote stay as they were.
+
+    ruamel reads `original` a second time, so it first passes the same caps as load() (size, alias
+    expansion): an alias bomb raises ReadError naming `path` instead of being expanded by the merge.
+    """
     if original.strip():
+        load_yaml_text(original, Path(path or "registry.yaml"))
         try:
             return _round_trip(data, original)
         except Exception:  # ruamel rejected what pyyaml read: a plain dump still saves the data
@@ -217,7 +222,7 @@ def save(reg: Registry, path: Path | None = None) -> Path:
     """Write atomically: a temp file in the target's folder, fsync, then os.replace over the target."""
     target = Path(path or reg.path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = dump(reg.data, reg.text if target == reg.path else "")
+    text = dump(reg.data, reg.text if target == reg.path else "", target)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
