@@ -41,7 +41,7 @@ def test_slice_regression_scenario_is_flagged_on_the_right_slices():
         if f.rule == "EVL001":
             row = next(s for s in f.evidence["slices"] if s["slice"] == f.evidence["slice"])
             assert row["delta"] == pytest.approx(delta[f.evidence["slice"]], abs=1e-3)
-    assert "regression" in to_markdown(comparison_table(root))
+    assert "regression" in to_markdown(comparison_table(rep))
 
 
 def test_healthy_scenario_is_clean():

@@ -127,7 +127,7 @@ def test_slice_of_12_is_insufficient_samples_not_a_pass(tmp_path):
     assert [f.locator for f in ins] == ["lora:tiny"]
     assert "insufficient_samples" in ins[0].symptoms
     assert "only 12 paired examples" in ins[0].message
-    table = comparison_table(tmp_path)
+    table = comparison_table(scan([tmp_path], parse_settings({}), probes=PROBES))
     assert {s["slice"]: s["status"] for s in table[0]["slices"]} == {"arith": "ok", "tiny": "insufficient_samples"}
 
 
@@ -284,7 +284,7 @@ def test_several_variants_in_one_file_and_markdown(tmp_path):
     (tmp_path / "all.csv").write_text("\n".join(lines) + "\n")
     findings = run(tmp_path)
     assert [f.locator for f in by_rule(findings, "EVL001")] == ["lora:arith"]
-    table = comparison_table(tmp_path)
+    table = comparison_table(scan([tmp_path], parse_settings({}), probes=PROBES))
     assert [r["variant"] for r in table] == ["lora", "qlora"]
     md = to_markdown(table)
     assert "`lora` vs `base`" in md and "| arith | 500 | 80.0 | 72.0 | -8.0 |" in md
@@ -312,3 +312,40 @@ def test_facts_for_inspect(tmp_path):
     assert arts["candidate.csv"].facts["comparison"][0]["variant"] == "lora"
     json.dumps([a.facts for a in rep.artifacts], allow_nan=False)
     assert not math.isnan(arts["candidate.csv"].facts["comparison"][0]["overall"]["delta"])
+
+
+# ------------------------------------------------------------------------------------- scan isolation
+
+
+def test_two_scans_in_one_process_share_no_comparisons(tmp_path):
+    """Comparisons live on each scan's Report: the second scan's tables hold none of the first's rows."""
+    from doctor.render import RenderContext, markdown_report
+    from probes import rule_registry
+
+    first = write_rollout(tmp_path / "first", _pairs("a", "arith", 100, 80, 10, 0), cand="lora")
+    second = write_rollout(tmp_path / "second", _pairs("c", "code", 100, 70, 0, 5), cand="qlora")
+    rep1 = scan([first], parse_settings({}), probes=PROBES)
+    rep2 = scan([second], parse_settings({}), probes=PROBES)
+    rows1, rows2 = comparison_table(rep1), comparison_table(rep2)
+    assert [r["variant"] for r in rows1] == ["lora"] and [r["variant"] for r in rows2] == ["qlora"]
+    assert {s["slice"] for r in rows2 for s in r["slices"]} == {"code"}
+    assert {s["slice"] for r in rows1 for s in r["slices"]} == {"arith"}  # the second scan left the first alone
+    assert comparison_table(rep2.derived) == rows2
+    md = markdown_report.render(rep2, RenderContext(rules=rule_registry(), cwd=tmp_path))
+    assert "`qlora` vs `base`" in md and "`lora` vs" not in md and "arith" not in md
+
+
+def test_a_rescan_reads_the_table_again_even_with_the_same_size_and_mtime(tmp_path):
+    """Loaded tables are per scan (session memo): no cache outlives a scan, even one keyed by (size, mtime)."""
+    import os
+
+    root = write_rollout(tmp_path, _pairs("a", "arith", 100, 80, 0, 0))
+    cand = root / "eval" / "candidate.csv"
+    st = cand.stat()
+    before = comparison_table(scan([root], parse_settings({}), probes=PROBES))[0]["slices"][0]["delta"]
+    text = cand.read_text()
+    cand.write_text(text.replace(",1,lora", ",X,lora").replace(",0,lora", ",1,lora").replace(",X,lora", ",0,lora"))
+    os.utime(cand, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert cand.stat().st_size == st.st_size and cand.stat().st_mtime_ns == st.st_mtime_ns
+    after = comparison_table(scan([root], parse_settings({}), probes=PROBES))[0]["slices"][0]["delta"]
+    assert before == pytest.approx(0.0) and after == pytest.approx(0.2 - 0.8)

@@ -95,11 +95,12 @@ def details(report: Report, ctx: Any) -> str:
 
 
 def eval_comparison(report: Report, ctx: Any) -> str:
-    """Every candidate vs baseline, per slice with intervals (eval tables' `comparison` facts)."""
-    rows = [row for a in report.artifacts for row in a.facts.get("comparison", [])]
+    """Every candidate vs baseline, per slice with intervals (the comparisons the scan published)."""
+    from probes.eval_slices import comparison_table, to_markdown
+
+    rows = comparison_table(report)
     if not rows:
         return ""
-    from probes.eval_slices import to_markdown
 
     return "## Eval comparison\n\n" + to_markdown(rows)
 

@@ -1,7 +1,7 @@
 """Eval-slice probes: paired per-slice regressions with real statistics, safety, coverage and the release gate.
 
-`comparison_table(rollout_or_tables)` and `to_markdown(table)` are the API the markdown reporter and
-`doctor inspect` call. numpy loads only when a rollout has an eval table; pyarrow only for big or
+`comparison_table(report)` (the comparisons a scan published on `Report.derived`, or a fresh one from
+eval-table paths) and `to_markdown(table)` are the API the markdown reporter calls. numpy loads only when a rollout has an eval table; pyarrow only for big or
 Parquet tables; pandas never.
 """
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,18 +11,18 @@ from doctor.core.manifest import resolve
 from doctor.core.model import Artifact, Finding, Severity
 from doctor.core.probe import Probe, ProbeContext, Rollout
 from doctor.core.safeio import loads_json
+from doctor.core.session import ScanSession
 from probes.eval_slices import rules as R
 
 if TYPE_CHECKING:  # numpy and the readers load only when a rollout has an eval table
     from probes.eval_slices.compare import Options
     from probes.eval_slices.tables import EvalTable, Problem
 
-# Loaded tables, so each file is read once per run (check → check_rollout → comparison_table).
-# path -> ((mtime_ns, size), default_variant, table)
-_TABLES: dict[Path, tuple[tuple[int, int], str | None, EvalTable]] = {}
-_MAX_CACHED = 64
-# rollout root -> comparison table computed by the last check_rollout
-_COMPARISONS: dict[Path, list[dict[str, Any]]] = {}
+# What the scan publishes for renderers (ScanSession.derived → Report.derived): each eval table's comparison
+# rows (variant vs baseline), keyed by the table's path; `comparison_table(report)` lists them.
+DERIVED_KEY = "eval_comparisons"
+# The session memo space of loaded tables: each file is read once per scan (check → check_rollout).
+_TABLE_MEMO = "eval_slices.table"
 
 _PROBLEM_RULE = {
     "missing_columns": R.MALFORMED,
@@ -33,19 +34,14 @@ _PROBLEM_RULE = {
 }
 
 
-def load(path: Path, default_variant: str | None = None) -> EvalTable:
-    from probes.eval_slices.tables import read_table, stat_key
+def load(path: Path, default_variant: str | None, session: ScanSession) -> EvalTable:
+    """The table of `path`, read once per scan (a rewritten file, new size or mtime, is read again)."""
+    from probes.eval_slices.tables import read_table
 
     path = path.resolve()
-    key = stat_key(path)
-    hit = _TABLES.get(path)
-    if hit is not None and hit[0] == key and hit[1] == default_variant:
-        return hit[2]
-    table = read_table(path, default_variant)
-    if len(_TABLES) >= _MAX_CACHED:
-        _TABLES.pop(next(iter(_TABLES)))
-    _TABLES[path] = (key, default_variant, table)
-    return table
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size, default_variant)
+    return session.memo(_TABLE_MEMO, key, lambda: read_table(path, default_variant))
 
 
 def _eval_section(ctx_or_none: ProbeContext | None) -> dict[str, Any]:
@@ -200,7 +196,7 @@ class EvalSlicesProbe(Probe):
 
     def check(self, artifact: Artifact, ctx: ProbeContext) -> Iterable[Finding]:
         dv = default_variant(artifact.path, ctx.rollout, ctx.section("eval"))
-        table = load(artifact.path, dv)
+        table = load(artifact.path, dv, ctx.session)
         artifact.facts.update(_facts(table))
         out = [_finding_for(p, artifact.path) for p in table.problems]
         tol = float(ctx.param(R.SUMMARY_MISMATCH, "tolerance"))
@@ -239,7 +235,7 @@ class EvalSlicesProbe(Probe):
         for a in arts:
             dv = default_variant(a.path, rollout, section)
             try:
-                t = load(a.path, dv)
+                t = load(a.path, dv, ctx.session)
             except Exception:
                 continue
             if t.usable or t.is_aggregate:
@@ -262,8 +258,10 @@ class EvalSlicesProbe(Probe):
         # an exact `base`/`baseline`/`prompt_only` name first (as before), then the one base-like name
         base = pick_baseline(names, explicit) if explicit else (pick_baseline(names, None) or plan.baseline)
         where = tables[0].path
+        published = ctx.session.derived.setdefault(DERIVED_KEY, {})
+        for a in arts:
+            published.pop(str(a.path), None)
         if base is None:
-            _COMPARISONS[rollout.root.resolve()] = []
             if len(names) == 1 and not explicit and all(_trainer_eval_only(t) for t in tables):
                 return out  # a training run's own eval_loss is not an eval to compare
             out.append(self._no_baseline(where, names, explicit, plan))
@@ -271,13 +269,13 @@ class EvalSlicesProbe(Probe):
         opts = options(ctx, rollout)
         table = self._paired_rows(tables, base, opts, art_of, plan.how)
         table += self._aggregate_rows(tables, base, opts, art_of, plan.how)
-        _COMPARISONS[rollout.root.resolve()] = table
         for a in arts:
             a.facts.pop("comparison", None)
         base_path = next(t.path for t in tables if base in t.variants)
         for row in table:
             art = row.pop("_artifact")
             art.facts.setdefault("comparison", []).append(row)
+            published.setdefault(str(art.path), []).append(row)
             if row.get("source") == "aggregate":
                 out.extend(self._aggregate_findings(row, art.path, opts))
             else:
@@ -752,48 +750,39 @@ class EvalSlicesProbe(Probe):
 PROBES = [EvalSlicesProbe()]
 
 
-def comparison_table(rollout_or_tables: Any, settings: Any = None) -> list[dict[str, Any]]:
+def comparison_table(source: Any, settings: Any = None) -> list[dict[str, Any]]:
     """Every candidate variant vs the baseline (see `compare.compare` for the keys).
 
-    Accepts a `Rollout` (uses the result of the last `doctor check` when there is one, else reads the
-    rollout's eval tables), a rollout folder, or a list of eval-table paths / `EvalTable`s.
+    `source` is a scan's `Report` (its published comparisons, in the report's artifact order: what
+    `doctor check` compared), a Report's `derived` dict, or — a fresh comparison outside a scan — a
+    `Rollout` or a list of eval-table paths / `EvalTable`s. Nothing is kept between calls.
     """
+    derived = getattr(source, "derived", None)
+    if isinstance(derived, Mapping):
+        published = derived.get(DERIVED_KEY) or {}
+        return [row for a in getattr(source, "artifacts", []) for row in published.get(str(a.path), [])]
+    if isinstance(source, Mapping):
+        return [row for rows in (source.get(DERIVED_KEY) or {}).values() for row in rows]
     from doctor.core.settings import Settings
     from probes.eval_slices.tables import EvalTable
 
     settings = settings or Settings()
-    if isinstance(rollout_or_tables, Rollout):
-        rollout = rollout_or_tables
-        cached = _COMPARISONS.get(rollout.root.resolve())
-        if cached is not None:
-            return cached
+    session = ScanSession()
+    if isinstance(source, Rollout):
+        rollout = source
         paths = [a.path for a in rollout.of_kind("eval_table")]
-    elif isinstance(rollout_or_tables, (str, Path)) and Path(rollout_or_tables).is_dir():
-        root = Path(rollout_or_tables).resolve()
-        if root in _COMPARISONS:
-            return _COMPARISONS[root]
-        from doctor.core.discovery import discover
-        from doctor.core.manifest import read_manifest
-
-        arts = discover(root)
-        rollout = Rollout(root, arts)
-        man = root / "rollout.toml"
-        if man.is_file():
-            rollout.manifest = read_manifest(man)
-        paths = [a.path for a in arts if a.kind == "eval_table"]
     else:
-        items = list(rollout_or_tables if not isinstance(rollout_or_tables, (str, Path)) else [rollout_or_tables])
+        items = list(source if not isinstance(source, (str, Path)) else [source])
         rollout = Rollout(Path.cwd())
-        paths = []
         tables = [t for t in items if isinstance(t, EvalTable)]
         paths = [Path(p) for p in items if not isinstance(p, EvalTable)]
-        return _table_from(tables + [load(p) for p in paths], rollout, settings)
-    ctx = ProbeContext(settings=settings, rollout=rollout)
+        return _table_from(tables + [load(p, None, session) for p in paths], rollout, settings)
+    ctx = ProbeContext(settings=settings, rollout=rollout, session=session)
     section = ctx.section("eval")
     tables, fixed = [], set()
     for p in paths:
         dv = default_variant(p, rollout, section)
-        t = load(p, dv)
+        t = load(p, dv, session)
         tables.append(t)
         if dv is not None:
             fixed.add(id(t))
