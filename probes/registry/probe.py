@@ -33,7 +33,7 @@ from probes.registry.rules import (
     TWO_ACTIVE,
 )
 from probes.registry.store import WEIGHTS, Registry, load, validate
-from probes.serving.artifacts import adapter_facts, remember, sha256_file, stamp
+from probes.common.adapterinfo import info_key, read_adapter_info, remember, sha256_file
 
 _LOADED: dict[str, tuple[tuple[int, int], Registry]] = {}
 
@@ -79,9 +79,8 @@ def entry_disk(folder: str, want_sha: bool) -> dict[str, Any]:
     f = Path(folder)
     out: dict[str, Any] = {"folder": folder, "exists": f.is_dir(), "weights": (f / WEIGHTS).is_file()}
     if out["exists"]:
-        out["key"] = str(f.resolve())  # the parent's cache key, computed here (resolve() is not free)
-        out["stamp"] = stamp(f)
-        out["facts"] = adapter_facts(f)
+        out["key"] = info_key(f)  # the parent's memo key, computed here (resolve() is not free)
+        out["info"] = read_adapter_info(f)
     if want_sha and out["weights"]:
         out["sha256"] = sha256_file(f / WEIGHTS)
     return out
@@ -91,7 +90,9 @@ def _batch(items: list[tuple[str, bool]]) -> list[dict[str, Any]]:
     return [entry_disk(f, s) for f, s in items]
 
 
-def disk_facts(folders: list[str], want_sha: bool, workers: int, parallel_min: int) -> dict[str, dict[str, Any]]:
+def disk_facts(
+    folders: list[str], want_sha: bool, workers: int, parallel_min: int, ctx: ProbeContext
+) -> dict[str, dict[str, Any]]:
     """folder → entry_disk(); a process pool of `workers` when there are ≥ parallel_min folders."""
     uniq = list(dict.fromkeys(folders))
     items = [(f, want_sha) for f in uniq]
@@ -108,8 +109,8 @@ def disk_facts(folders: list[str], want_sha: bool, workers: int, parallel_min: i
     out = {}
     for r in results:
         out[r["folder"]] = r
-        if r.get("facts") is not None:
-            remember(r["key"], r["stamp"], r["facts"])
+        if r.get("info") is not None:
+            remember(ctx, r["key"], r["info"])
     return out
 
 
@@ -182,6 +183,7 @@ class RegistryProbe(Probe):
             want_sha,
             workers,
             int(ctx.param(MISSING_ON_DISK, "parallel_min")),
+            ctx,
         )
         for i, e in entries:
             p = folders[i]
@@ -213,7 +215,7 @@ class RegistryProbe(Probe):
                         line=_line(text, sha, e["name"]),
                     )
                 )
-            declared = (d.get("facts") or {}).get("base_model_name_or_path")
+            declared = d["info"].base_model_name_or_path if d.get("info") is not None else None
             if e.get("base_model") and declared and declared != e["base_model"]:
                 findings.append(
                     BASE_DISAGREES.finding(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from probes.common.adapterinfo import AdapterInfo
 from probes.common.peft.config import AdapterConfig, match_pattern
 from probes.serving import engines
 from probes.serving import rules as R
@@ -41,7 +42,7 @@ class Feature:
     key: str
     title: str
     rule: Any  # doctor.core.rules.Rule
-    detect: Callable[[dict[str, Any], AdapterConfig], dict[str, Any] | None]
+    detect: Callable[[AdapterInfo, AdapterConfig], dict[str, Any] | None]
     support: dict[str, tuple[Support, ...]]
 
     def outcome(self, engine: str, version: str | None) -> tuple[str, str] | None:
@@ -56,10 +57,10 @@ class Feature:
         return chosen
 
 
-# ------------------------------------------------------------------ detectors (facts → evidence or None)
+# ------------------------------------------------------------------ detectors (adapter info → evidence or None)
 
 
-def _rslora(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | None:
+def _rslora(info: AdapterInfo, cfg: AdapterConfig) -> dict[str, Any] | None:
     if not cfg.use_rslora or not cfg.r or cfg.alpha is None:
         return None
     peft, plain = cfg.alpha / math.sqrt(cfg.r), cfg.alpha / cfg.r
@@ -74,13 +75,13 @@ def _rslora(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | None:
     }
 
 
-def _patterns(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | None:
+def _patterns(info: AdapterInfo, cfg: AdapterConfig) -> dict[str, Any] | None:
     """Modules whose PEFT scale (per-module r/alpha) differs from the single alpha/r an engine applies."""
     if not (cfg.rank_pattern or cfg.alpha_pattern) or not cfg.r or cfg.alpha is None:
         return None
     glob = cfg.alpha / (math.sqrt(cfg.r) if cfg.use_rslora else cfg.r)
     off: dict[str, float] = {}
-    for key in facts.get("tensors", {}):
+    for key in info.tensors:
         if ".lora_A." not in key:
             continue
         module = key.split(".lora_A.")[0].removeprefix("base_model.model.")
@@ -102,13 +103,13 @@ def _patterns(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | Non
 _NON_LORA = {"IA3", "LOHA", "LOKR", "ADALORA", "OFT", "BOFT", "VERA", "FOURIERFT", "HRA", "BONE", "LN_TUNING"}
 
 
-def _non_lora(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | None:
-    pt = str(facts.get("peft_type") or "").upper()
+def _non_lora(info: AdapterInfo, cfg: AdapterConfig) -> dict[str, Any] | None:
+    pt = str(info.peft_type or "").upper()
     return {"peft_type": pt, "why": f"peft_type {pt} is not LORA"} if pt in _NON_LORA else None
 
 
-def _moe(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | None:
-    keys = [k for k in facts.get("tensors", {}) if ".experts." in k and ".lora_" in k]
+def _moe(info: AdapterInfo, cfg: AdapterConfig) -> dict[str, Any] | None:
+    keys = [k for k in info.tensors if ".experts." in k and ".lora_" in k]
     targets = cfg.raw.get("target_parameters")
     if not keys and not targets:
         return None
@@ -120,7 +121,7 @@ def _moe(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | None:
     }
 
 
-def _regex_targets(facts: dict[str, Any], cfg: AdapterConfig) -> dict[str, Any] | None:
+def _regex_targets(info: AdapterInfo, cfg: AdapterConfig) -> dict[str, Any] | None:
     tm = cfg.raw.get("target_modules")
     if isinstance(tm, str):
         return {"target_modules": tm, "why": f"target_modules is the string '{tm}' (a regex / shorthand)"}
@@ -186,13 +187,13 @@ FEATURES: tuple[Feature, ...] = (
 )
 
 
-def feature_checks(engine: str, version: str | None, name: str, facts: dict[str, Any]) -> list[tuple[Any, str, dict]]:
+def feature_checks(engine: str, version: str | None, name: str, info: AdapterInfo) -> list[tuple[Any, str, dict]]:
     """(rule, message, evidence) for each feature this adapter uses that this engine version lacks."""
-    cfg = AdapterConfig(facts.get("config") or {})
+    cfg = AdapterConfig(info.config or {})
     label = engines.version_label(engine, version)
     out = []
     for feat in FEATURES:
-        ev = feat.detect(facts, cfg)
+        ev = feat.detect(info, cfg)
         if ev is None:
             continue
         got = feat.outcome(engine, version)

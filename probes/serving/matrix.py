@@ -19,8 +19,8 @@ from typing import Any
 
 from doctor.core.model import display_path
 from doctor.core.probe import ProbeContext, Rollout
+from probes.common.adapterinfo import adapter_info
 from probes.serving import engines
-from probes.serving.artifacts import cached_facts
 
 
 def _rows_for(rollout: Rollout, ctx: ProbeContext) -> list[dict[str, Any]]:
@@ -29,14 +29,6 @@ def _rows_for(rollout: Rollout, ctx: ProbeContext) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     registries = [reg for _, reg in rollout_registries(rollout)]
-    facts_cache: dict[Path, dict[str, Any]] = {}
-
-    def facts_of(folder: Path) -> dict[str, Any]:
-        key = folder.resolve()
-        if key not in facts_cache:
-            facts_cache[key] = cached_facts(folder)
-        return facts_cache[key]
-
     for artifact, server in rollout_servers(rollout):
         base = served_base(server, rollout, ctx, artifact.path)
         named = [n for n in base.names if not n.startswith(("/", "."))]
@@ -90,7 +82,7 @@ def _rows_for(rollout: Rollout, ctx: ProbeContext) -> list[dict[str, Any]]:
                 if missing:
                     row.update(ok=False, why=[{"rule": "SRV015", "message": missing}])
                 else:
-                    checks = adapter_checks(server, ref, facts_of(folder), base, folder)
+                    checks = adapter_checks(server, ref, adapter_info(folder, ctx), base, folder)
                     row.update(ok=not checks, why=[{"rule": r.id, "message": m} for r, m, _ in checks])
             rows.append(row)
     return rows

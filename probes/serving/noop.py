@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from probes.common.adapterinfo import AdapterInfo
 from probes.common.peft.arch import architecture_for
 from probes.common.safetensors_io import TensorReader, Unreadable, read_header
 from probes.serving import rules as R
@@ -104,10 +105,10 @@ def _prefix_hint(stem: str, exp: str) -> str:
     return f"; prefix {have + '.' if have else '(none)'!r} where the base has {want + '.' if want else '(none)'!r}"
 
 
-def name_mismatch(facts: dict[str, Any], base_folder: Path, base_config: dict[str, Any] | None) -> tuple | None:
+def name_mismatch(info: AdapterInfo, base_folder: Path, base_config: dict[str, Any] | None) -> tuple | None:
     """(rule, message, evidence) when adapter modules match no module of the base."""
     names = base_weight_names(base_folder)
-    mods = lora_modules(facts.get("tensors") or {})
+    mods = lora_modules(info.tensors or {})
     source = "weights"
     if names is None and base_config:
         # No readable weights (a config-only folder): the module paths of probes.adapter's architecture table.
@@ -155,7 +156,7 @@ def name_mismatch(facts: dict[str, Any], base_folder: Path, base_config: dict[st
     return (R.NAMES_MATCH_NO_MODULE, msg, ev)
 
 
-def not_applied(server_targets: list[str], engine: str, facts: dict[str, Any]) -> tuple | None:
+def not_applied(server_targets: list[str], engine: str, info: AdapterInfo) -> tuple | None:
     """Adapter modules outside the engine's --lora-target-modules."""
     if not server_targets or "all" in server_targets:
         return None
@@ -163,7 +164,7 @@ def not_applied(server_targets: list[str], engine: str, facts: dict[str, Any]) -
     for packed, parts in _PACKED.items():
         if packed in allowed:
             allowed.update(parts)
-    mods = lora_modules(facts.get("tensors") or {})
+    mods = lora_modules(info.tensors or {})
     suffixes = {s.rsplit(".", 1)[-1] for s in mods}
     if not suffixes:
         return None

@@ -11,11 +11,12 @@ from typing import Any
 from doctor.core.model import Artifact, Finding
 from doctor.core.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.core.rules import Rule
+from probes.common.adapterinfo import WEIGHT_NAMES, AdapterInfo, adapter_info
 from probes.common.paths import declared_paths, policy_for
 from probes.serving import engines, features, noop
 from probes.serving import rules as R
 from probes.serving import tokenizer as tok
-from probes.serving.artifacts import WEIGHT_NAMES, cached_facts, dim_mismatches, read_base_config
+from probes.serving.artifacts import dim_mismatches, read_base_config
 from probes.serving.config import AdapterRef, Server, apply_config_file, parse_config
 from probes.serving.envsubst import has_unresolved
 
@@ -169,7 +170,7 @@ def _needed_rank_cap(rank: int, caps: frozenset[int]) -> int | None:
 def adapter_checks(
     server: Server,
     ref: AdapterRef | None,
-    facts: dict[str, Any],
+    info: AdapterInfo,
     base: Base | None,
     adapter_root: Path | None = None,
     *,
@@ -184,12 +185,12 @@ def adapter_checks(
     vs_base = base is not None and not (own_only and base.is_manifest_base)
     vllm = server.engine == "vllm"
     label = engines.version_label(server.engine, server.version)
-    name = ref.name if ref else facts.get("path", "adapter")
-    cfg = facts.get("config") or {}
+    name = ref.name if ref else info.path
+    cfg = info.config or {}
     # SRV014 missing fields
-    non_lora = str(facts.get("peft_type") or "LORA").upper() != "LORA"  # SRV028 reports it once
-    if not facts.get("has_config"):
-        out.append((R.MISSING_FIELDS, f"{name}: no adapter_config.json in {facts.get('path')}", {}))
+    non_lora = str(info.peft_type or "LORA").upper() != "LORA"  # SRV028 reports it once
+    if not info.has_config:
+        out.append((R.MISSING_FIELDS, f"{name}: no adapter_config.json in {info.path}", {}))
     elif not non_lora:
         missing = [k for k in ("r", "lora_alpha", "target_modules") if cfg.get(k) is None]
         r = cfg.get("r")
@@ -200,7 +201,7 @@ def adapter_checks(
         elif not isinstance(r, int) or isinstance(r, bool) or r <= 0:
             out.append((R.MISSING_FIELDS, f"{name}: r = {r!r}; must be an integer > 0", {"r": r}))
     # SRV003 rank above cap
-    rank = facts.get("max_rank")
+    rank = info.max_rank
     capped = vllm or server.engine == "sglang"  # SGLang sizes its LoRA buffers by --max-lora-rank (no default)
     if capped and isinstance(rank, int) and isinstance(server.max_lora_rank, int) and rank > server.max_lora_rank:
         src = "max-lora-rank" if "max_lora_rank" in server.explicit else "max-lora-rank (default)"
@@ -212,29 +213,29 @@ def adapter_checks(
                 + (f"; set --max-lora-rank {nxt}" if nxt else ""),
                 {
                     "rank": rank,
-                    "config_r": facts.get("r"),
-                    "tensor_rank": facts.get("tensor_max_rank"),
+                    "config_r": info.r,
+                    "tensor_rank": info.tensor_max_rank,
                     "max_lora_rank": server.max_lora_rank,
                 },
             )
         )
     # SRV008 DoRA
-    if facts.get("use_dora"):
+    if info.use_dora:
         how = "refuses it" if vllm else "ignores the magnitude vectors silently (wrong outputs, no error)"
         ev = {"outcome": "refuses" if vllm else "different", "feature": "dora"}
         out.append((R.DORA, f"{name}: DoRA adapter (use_dora / lora_magnitude_vector); {label} {how}", ev))
     if vllm:
-        bias = facts.get("bias")
-        if (bias not in (None, "none")) or facts.get("lora_bias"):
+        bias = info.bias
+        if (bias not in (None, "none")) or info.lora_bias:
             out.append(
                 (
                     R.BIAS,
-                    f"{name}: bias = {bias!r}, lora_bias = {facts.get('lora_bias')}; {label} refuses adapter bias",
+                    f"{name}: bias = {bias!r}, lora_bias = {info.lora_bias}; {label} refuses adapter bias",
                     {"bias": bias, "outcome": "refuses", "feature": "bias"},
                 )
             )
-        mts = facts.get("modules_to_save") or []
-        full = [k for k in facts.get("tensors", {}) if _full_weight(k)]
+        mts = info.modules_to_save or []
+        full = [k for k in info.tensors if _full_weight(k)]
         bad_mts = [m for m in mts if m not in ("classifier", "score")] if isinstance(mts, list) else [mts]
         if bad_mts or full:
             what = f"modules_to_save = {bad_mts}" if bad_mts else f"full weights {full[:3]}"
@@ -245,7 +246,7 @@ def adapter_checks(
                     {"modules_to_save": bad_mts, "keys": full[:5], "outcome": "refuses", "feature": "modules_to_save"},
                 )
             )
-        init = facts.get("init_lora_weights")
+        init = info.init_lora_weights
         if isinstance(init, str) and init.lower().split("_")[0] in engines.FORBIDDEN_INIT:
             out.append(
                 (
@@ -254,13 +255,13 @@ def adapter_checks(
                     {"init_lora_weights": init, "outcome": "refuses"},
                 )
             )
-        unknown = [k for k in facts.get("unknown_keys", []) if not _covered(k)]
-        peft_type = facts.get("peft_type")
+        unknown = [k for k in info.unknown_keys if not _covered(k)]
+        peft_type = info.peft_type
         problems = []
         if unknown:
             problems.append(f"unsupported keys {unknown[:3]}" + (f" (+{len(unknown) - 3})" if len(unknown) > 3 else ""))
         if vs_base and base is not None and base.arch in engines.LLAMA_FAMILY:
-            outside = [m for m in facts.get("modules", []) if m not in engines.LLAMA_MODULES and not _covered_module(m)]
+            outside = [m for m in info.modules if m not in engines.LLAMA_MODULES and not _covered_module(m)]
             if outside:
                 problems.append(f"target modules {outside[:4]} not in {base.arch}'s module set")
         if str(peft_type or "LORA").upper() != "LORA":
@@ -273,13 +274,13 @@ def adapter_checks(
                     {"keys": unknown[:10], "peft_type": peft_type, "outcome": "refuses"},
                 )
             )
-    out.extend(features.feature_checks(server.engine, server.version, name, facts))
+    out.extend(features.feature_checks(server.engine, server.version, name, info))
     # base model: name, dims, vocab
     if base is not None:
         # adapter_config's base vs the served model: probes/adapter (ADP014) already compares it with the
         # manifest's base name, so it is left to that rule when the server serves exactly that name.
         name_dup = own_only and base.manifest_name is not None and base.manifest_name in base.names
-        declared = [("adapter base", facts.get("base_model_name_or_path"))] if not name_dup else []
+        declared = [("adapter base", info.base_model_name_or_path)] if not name_dup else []
         declared.append(("route base_model_name", ref.base_model_name if ref else None))
         for what, d in declared:
             if d and base.names and not _same_model(d, base, adapter_root):
@@ -289,7 +290,7 @@ def adapter_checks(
                 out.append((R.BASE_NAME, msg, {"adapter_base": d, "served": base.names}))
                 break
         if base.config and vs_base:
-            bad = dim_mismatches(facts, base.config)
+            bad = dim_mismatches(info, base.config)
             if bad:
                 out.append(
                     (
@@ -301,7 +302,7 @@ def adapter_checks(
             vocab = base.config.get("vocab_size")
             if isinstance(vocab, int):
                 vbad = []
-                for k, shape in facts.get("tensors", {}).items():
+                for k, shape in info.tensors.items():
                     if not vs_base:
                         break
                     if "lora_embedding_A" in k and len(shape) == 2 and shape[1] != vocab:
@@ -312,7 +313,7 @@ def adapter_checks(
                         and len(shape) == 2
                         and vocab not in shape
                     ):
-                        vbad.append(f"{k} shape {shape} ≠ base vocab_size {vocab} (resized vocabulary)")
+                        vbad.append(f"{k} shape {list(shape)} ≠ base vocab_size {vocab} (resized vocabulary)")
                 if vllm and vocab > engines.vocab_limit(server.version):
                     vbad.append(f"base vocab_size {vocab} > {label} LoRA limit {engines.vocab_limit(server.version)}")
                 if vbad:
@@ -581,23 +582,23 @@ class ServingProbe(Probe):
                 line=ref.line,
             )
             return
-        facts = cached_facts(folder)
-        checks = adapter_checks(server, ref, facts, base, folder, own_only=True) + silent_noop_checks(
-            server, ref, facts, base, folder
+        info = adapter_info(folder, ctx)
+        checks = adapter_checks(server, ref, info, base, folder, own_only=True) + silent_noop_checks(
+            server, ref, info, base, folder
         )
-        checks += tokenizer_checks(server, ref, facts, base, folder, rollout, ctx, path.parent)
+        checks += tokenizer_checks(server, ref, info, base, folder, rollout, ctx, path.parent)
         for rule, msg, ev in checks:
             yield rule.finding(path, msg, locator=loc, evidence={"adapter": ref.name, **ev}, line=ref.line)
 
 
-def silent_noop_checks(server: Server, ref: AdapterRef, facts: dict[str, Any], base: Base, folder: Path) -> list[Check]:
+def silent_noop_checks(server: Server, ref: AdapterRef, info: AdapterInfo, base: Base, folder: Path) -> list[Check]:
     """Routes that load fine and answer like the base model (probes.serving.noop); per served route only."""
     out: list[Check] = []
     label = engines.version_label(server.engine, server.version)
     for got in (
-        noop.name_mismatch(facts, base.folder, base.config) if base.folder is not None else None,
-        noop.not_applied(server.lora_target_modules, label, facts),
-        noop.zero_b(folder, facts.get("weights")),
+        noop.name_mismatch(info, base.folder, base.config) if base.folder is not None else None,
+        noop.not_applied(server.lora_target_modules, label, info),
+        noop.zero_b(folder, info.weights),
     ):
         if got is not None:
             rule, msg, ev = got
@@ -608,7 +609,7 @@ def silent_noop_checks(server: Server, ref: AdapterRef, facts: dict[str, Any], b
 def tokenizer_checks(
     server: Server,
     ref: AdapterRef,
-    facts: dict[str, Any],
+    info: AdapterInfo,
     base: Base,
     folder: Path,
     rollout: Rollout,
@@ -630,7 +631,7 @@ def tokenizer_checks(
         return []  # the server tokenizes with the adapter's own tokenizer
     return [
         (rule, f"{ref.name}: {msg}", ev)
-        for rule, msg, ev in tok.lineage_checks(trained, served, served_folder, base.config, facts)
+        for rule, msg, ev in tok.lineage_checks(trained, served, served_folder, base.config, info)
     ]
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from doctor.core.model import display_path
 from doctor.core.safeio import loads_json, read_text_capped
+from probes.common.adapterinfo import AdapterInfo
 from probes.serving import rules as R
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
@@ -157,13 +158,13 @@ def _eos_ids(gen: Any) -> list[int]:
 
 
 def lineage_checks(
-    trained: Tok, served: Tok | None, served_folder: Path, base_cfg: dict[str, Any] | None, facts: dict[str, Any]
+    trained: Tok, served: Tok | None, served_folder: Path, base_cfg: dict[str, Any] | None, info: AdapterInfo
 ) -> list[tuple[Any, str, dict[str, Any]]]:
     """(rule, message, evidence) for each way the served tokenizer/template/EOS differ from training."""
     out: list[tuple[Any, str, dict[str, Any]]] = []
     rows = (base_cfg or {}).get("vocab_size")
     rows = rows if isinstance(rows, int) else None
-    tensors = facts.get("tensors") or {}
+    tensors = info.tensors or {}
     emb = [(k, s) for k, s in tensors.items() if "embed_tokens" in k and ".lora_" not in k and len(s) == 2]
     adapter_rows = max((s[0] for _, s in emb), default=None)
     where = f"served tokenizer ({display_path(served_folder)})"
