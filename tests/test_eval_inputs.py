@@ -12,7 +12,7 @@ from doctor.core.discovery import classify_file
 from doctor.core.settings import parse_settings
 from doctor.engine import scan
 from probes.eval_slices import PROBES, comparison_table
-from probes.eval_slices import tables as T
+from probes.eval_slices.readers import delimited
 
 
 def _rows(variant: str, n: int = 500, drop: int = 50) -> list[dict]:
@@ -83,7 +83,7 @@ def test_tsv_and_bool_scores(tmp_path):
 
 
 def test_big_files_go_through_pyarrow(tmp_path, monkeypatch):
-    monkeypatch.setattr(T, "BIG_FILE", 0)
+    monkeypatch.setattr(delimited, "BIG_FILE", 0)
     _csv(tmp_path / "eval" / "base.csv", _rows("base"))
     rows = _rows("lora")
     rows[3]["score"] = "oops"

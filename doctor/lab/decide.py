@@ -22,7 +22,7 @@ BASELINE = "prompt_only"
 def compare_tables(tables: dict[str, Path], spec: Any, baseline: str = BASELINE) -> dict[str, dict[str, Any]]:
     """{variant: comparison row vs `baseline`} (probes.eval_slices.compare.compare keys)."""
     from probes.eval_slices.compare import Options, compare, pair
-    from probes.eval_slices.tables import read_table
+    from probes.eval_slices.readers import read_table
 
     loaded = [read_table(Path(p), name) for name, p in tables.items()]
     bad = [t for t in loaded if not t.usable]

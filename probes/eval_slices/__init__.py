@@ -1,8 +1,8 @@
 """Eval-slice probes: paired per-slice regressions with real statistics, safety, coverage and the release gate.
 
 `comparison_table(report)` (the comparisons a scan published on `Report.derived`, or a fresh one from
-eval-table paths) and `to_markdown(table)` are the API the markdown reporter calls. numpy loads only when a rollout has an eval table; pyarrow only for big or
-Parquet tables; pandas never.
+eval-table paths) and `to_markdown(table)` are the API the markdown reporter calls. numpy loads only
+when a rollout has an eval table; pyarrow only for big or Parquet tables; pandas never.
 """
 
 from typing import Any

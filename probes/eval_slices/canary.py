@@ -153,7 +153,7 @@ def slice_rates(table_path: Path, variant: str | None) -> dict[str, dict[str, fl
     """{slice: {n, accuracy, refusal_rate}} from an eval table (rows of `variant` when it has a variant column)."""
     import numpy as np
 
-    from probes.eval_slices.tables import read_table
+    from probes.eval_slices.readers import read_table
 
     t = read_table(table_path, variant)
     if not t.usable:

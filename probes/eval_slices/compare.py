@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from probes.eval_slices import stats
-from probes.eval_slices.tables import EvalTable, id_at, to_numpy
+from probes.eval_slices.evaltable import EvalTable, id_at
+from probes.eval_slices.readers.arrays import to_numpy
 
 PAIRED_BINARY = "McNemar exact test (paired)"
 PAIRED_GRADED = "paired z-test on per-example differences"

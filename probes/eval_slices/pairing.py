@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from probes.eval_slices.tables import EvalTable
+from probes.eval_slices.evaltable import EvalTable
 
 BASE_WORDS = {
     "base",

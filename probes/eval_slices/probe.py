@@ -16,7 +16,7 @@ from probes.eval_slices import rules as R
 
 if TYPE_CHECKING:  # numpy and the readers load only when a rollout has an eval table
     from probes.eval_slices.compare import Options
-    from probes.eval_slices.tables import EvalTable, Problem
+    from probes.eval_slices.evaltable import EvalTable, Problem
 
 # What the scan publishes for renderers (ScanSession.derived → Report.derived): each eval table's comparison
 # rows (variant vs baseline), keyed by the table's path; `comparison_table(report)` lists them.
@@ -36,7 +36,7 @@ _PROBLEM_RULE = {
 
 def load(path: Path, default_variant: str | None, session: ScanSession) -> EvalTable:
     """The table of `path`, read once per scan (a rewritten file, new size or mtime, is read again)."""
-    from probes.eval_slices.tables import read_table
+    from probes.eval_slices.readers import read_table
 
     path = path.resolve()
     st = os.stat(path)
@@ -764,7 +764,7 @@ def comparison_table(source: Any, settings: Any = None) -> list[dict[str, Any]]:
     if isinstance(source, Mapping):
         return [row for rows in (source.get(DERIVED_KEY) or {}).values() for row in rows]
     from doctor.core.settings import Settings
-    from probes.eval_slices.tables import EvalTable
+    from probes.eval_slices.evaltable import EvalTable
 
     settings = settings or Settings()
     session = ScanSession()

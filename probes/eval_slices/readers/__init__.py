@@ -1,16 +1,23 @@
-"""One reader per eval-output format, all producing an `EvalTable` (tables.py).
+"""One reader per eval-output format, all producing an `EvalTable` (probes/eval_slices/evaltable.py).
 
-Per-example tables (rows with an id, a slice and a score) are compared paired; aggregate-only files
-(`EvalTable.aggregates`) with the unpaired test in aggregate.py. The dispatch is by file name first,
-then by a peek at the content, the same signatures doctor/core/discovery.py uses to find the files.
+Formats: `delimited` (CSV/TSV), `jsonl`, `parquet` (plain id/slice/score tables), `lm_eval`,
+`llama_factory`, `judge`, `predictions`, `summary`; `columns` normalizes a per-example table's columns
+and `records` reads the keyed records judge/predictions share. Per-example tables (rows with an id, a
+slice and a score) are compared paired; aggregate-only files (`EvalTable.aggregates`) with the unpaired
+test in aggregate.py. The dispatch is by file name first, then by a peek at the content, the same
+signatures doctor/core/discovery.py uses to find the files. Format modules load only when read (this
+package imports none of them, nor numpy, at import time; none of them imports this package).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from doctor.core.probe import ReadError
-from probes.eval_slices.tables import EvalTable, read_csv_like
+
+if TYPE_CHECKING:
+    from probes.eval_slices.evaltable import EvalTable
 
 
 def read_table(path: Path, default_variant: str | None = None) -> EvalTable:
@@ -39,7 +46,25 @@ def read_table(path: Path, default_variant: str | None = None) -> EvalTable:
             return judge.read(path, default_variant)
         if predictions.looks_like(keys):
             return predictions.read(path, default_variant)
-    return read_csv_like(path, default_variant or path.stem)
+    return _per_example(path, default_variant or path.stem)
+
+
+def _per_example(path: Path, variant: str) -> EvalTable:
+    """CSV/TSV/JSONL/Parquet per-example tables with id, slice and score columns."""
+    low = path.name.lower()
+    if low.endswith((".csv", ".tsv")):
+        from probes.eval_slices.readers import delimited
+
+        return delimited.read(path, variant)
+    if low.endswith(".jsonl"):
+        from probes.eval_slices.readers import jsonl
+
+        return jsonl.read(path, variant)
+    if low.endswith(".parquet"):
+        from probes.eval_slices.readers import parquet
+
+        return parquet.read(path, variant)
+    raise ReadError(path, "not an eval table format doctor reads (csv, tsv, jsonl, parquet, lm-eval json)")
 
 
 def _named(table: EvalTable, default_variant: str | None) -> EvalTable:

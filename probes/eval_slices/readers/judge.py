@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from probes.eval_slices.evaltable import EvalTable, Problem
 from probes.eval_slices.readers.records import build, pick, records
-from probes.eval_slices.tables import EvalTable, Problem
 
 JUDGE_KEYS = ("judge", "judgment", "judgement", "judge_model", "feedback", "rationale", "critique", "evaluator")
 DIMENSION_KEYS = ("scores", "rubric", "ratings", "rubric_scores", "dimensions", "criteria")

@@ -21,7 +21,9 @@ from doctor.core.probe import ReadError
 from doctor.core.safeio import read_json_file
 from probes.eval_slices import scoring
 from probes.eval_slices.aggregate import AggMetric, count
-from probes.eval_slices.tables import EvalTable, Problem, _json_objects, normalize
+from probes.eval_slices.evaltable import EvalTable, Problem
+from probes.eval_slices.readers.columns import normalize
+from probes.eval_slices.readers.jsonl import json_lines
 
 RESULT_FILES = ("all_results.json", "eval_results.json", "predict_results.json", "test_results.json")
 PREDICTIONS = "generated_predictions.jsonl"
@@ -112,7 +114,7 @@ def _n_of(data: dict[str, Any], split: str) -> tuple[int | None, str]:
 def read_predictions(path: Path, default_variant: str | None) -> EvalTable:
     """Per-example generations scored with the metrics LLaMA-Factory reports (see scoring.GENERATION)."""
     table = EvalTable(path, "llama_factory_predictions", line_offset=1)
-    objects, bad = _json_objects(path)
+    objects, bad = json_lines(path)
     rows = [(ln, o) for ln, o in objects if "predict" in o and "label" in o]
     bad += [ln for ln, o in objects if not ("predict" in o and "label" in o)]
     bad.sort()

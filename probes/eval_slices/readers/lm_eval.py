@@ -21,7 +21,12 @@ import numpy as np
 from doctor.core.probe import ReadError
 from doctor.core.safeio import read_json_file
 from probes.eval_slices.aggregate import AggMetric, count
-from probes.eval_slices.tables import LM_EVAL_METRICS, EvalTable, Problem, _json_objects, _parse_score, normalize
+from probes.eval_slices.evaltable import EvalTable, Problem
+from probes.eval_slices.readers.columns import normalize, parse_score
+from probes.eval_slices.readers.jsonl import json_lines
+
+# lm-evaluation-harness per-sample metric keys, in order of preference.
+LM_EVAL_METRICS = ("acc", "exact_match", "acc_norm", "em", "f1", "pass@1", "bleu", "rouge1", "mc1", "mc2")
 
 SAMPLES = re.compile(r"^samples_(?P<task>.+?)(?:_(?P<ts>\d{4}-\d{2}-\d{2}T[\d\-.:]+))?\.jsonl$")
 RESULTS = re.compile(r"^results(?:_(?P<ts>\d{4}-\d{2}-\d{2}T[\d\-.:]+))?\.json$")
@@ -137,7 +142,7 @@ def read_samples(path: Path, default_variant: str | None) -> EvalTable:
     task = m.group("task") if m else path.stem
     table = EvalTable(path, "lm_eval_samples", line_offset=1)
     table.link = (m.group("ts") or "") if m else ""
-    objects, bad = _json_objects(path)
+    objects, bad = json_lines(path)
     # filter -> doc_id -> (line, object); the first filter seen is the primary one
     by_filter: dict[str, dict[Any, tuple[int, dict[str, Any]]]] = {}
     names: list[str] = []
@@ -194,7 +199,7 @@ def read_samples(path: Path, default_variant: str | None) -> EvalTable:
                 continue
             vals = [rows[i][1].get(name) if i in rows else None for i in ids]
             if any(v is not None for v in vals):
-                arr = np.array([_parse_score(v)[0] for v in vals], dtype=np.float64)
+                arr = np.array([parse_score(v)[0] for v in vals], dtype=np.float64)
                 arr[(arr < 0) | (arr > 1)] = np.nan
                 table.metrics[key] = arr
     table.covers = {(task, table.metric), *((task, k) for k in table.metrics)}

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from probes.eval_slices import scoring
+from probes.eval_slices.evaltable import EvalTable, Problem
+from probes.eval_slices.readers.columns import SCORE_COLS
 from probes.eval_slices.readers.records import build, pick, records
-from probes.eval_slices.tables import SCORE_COLS, EvalTable, Problem
 
 PRED_KEYS = (
     "prediction",

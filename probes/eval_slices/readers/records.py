@@ -9,7 +9,8 @@ from typing import Any
 
 from doctor.core.probe import ReadError
 from doctor.core.safeio import loads_json, read_text_capped
-from probes.eval_slices.tables import EvalTable, json_objects_of
+from probes.eval_slices.evaltable import EvalTable
+from probes.eval_slices.readers.jsonl import json_objects_of
 
 ID_KEYS = ("id", "example_id", "question_id", "doc_id", "uid", "item_id", "sample_id", "qid", "idx", "index")
 SLICE_KEYS = ("slice", "category", "task", "domain", "subject", "difficulty", "topic", "skill")
@@ -108,7 +109,8 @@ def build(
     none), variant column when present; further slice columns become groupings."""
     import numpy as np
 
-    from probes.eval_slices.tables import factorize, normalize
+    from probes.eval_slices.readers.arrays import factorize
+    from probes.eval_slices.readers.columns import normalize
 
     var_key = pick(keys, VARIANT_KEYS)
     variants = [str(o.get(var_key) or "") for _, o in rows] if var_key else None

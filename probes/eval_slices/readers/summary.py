@@ -20,7 +20,8 @@ from typing import Any
 from doctor.core.probe import ReadError
 from doctor.core.safeio import read_json_file
 from probes.eval_slices.aggregate import AggMetric, count
-from probes.eval_slices.tables import EvalTable, normalize
+from probes.eval_slices.evaltable import EvalTable
+from probes.eval_slices.readers.columns import normalize
 
 NAME_KEYS = ("model", "adapter", "variant", "name", "run", "model_name", "system")
 LIST_KEYS = ("runs", "results", "models", "evaluations", "evals")
