@@ -13,8 +13,8 @@ from safetensors.numpy import save_file
 from doctor.core.settings import Settings
 from doctor.engine import check
 from probes.registry.store import add_version
-from probes.serving.config import parse_config
 from probes.serving.matrix import compatibility_matrix, render_matrix
+from probes.serving.readers import parse_config
 
 BASE = "peft-doctor/tiny-base"
 HIDDEN, INTER, HEADS, LAYERS, VOCAB = 64, 128, 4, 2, 256

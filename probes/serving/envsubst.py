@@ -46,7 +46,3 @@ def interpolate(value: str, env: dict[str, str], unresolved: list[str] | None = 
         return m.group(0)
 
     return (_K8S if k8s else _SHELL).sub(k8s_sub if k8s else shell_sub, value)
-
-
-def has_unresolved(value: str) -> bool:
-    return bool(re.search(r"\$\{[A-Za-z_]|\$[A-Za-z_]|\$\([A-Za-z_]", value))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,15 +27,18 @@ from probes.common.peft.arch import architecture_for
 from probes.common.safetensors_io import TensorReader, Unreadable, read_header
 from probes.serving import rules as R
 
+if TYPE_CHECKING:
+    from doctor.core.probe import ProbeContext
+
 _LORA_KEY = re.compile(
     r"^(?P<stem>.+?)\.(?P<part>lora_A|lora_B|lora_embedding_A|lora_embedding_B)(?:\.[\w-]+)?(?:\.weight)?$"
 )
 _PACKED = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
-_BASE_CACHE: dict[tuple[str, int, int], frozenset[str]] = {}
 
 
-def base_weight_names(folder: Path) -> frozenset[str] | None:
-    """Parameter names of a base model folder (safetensors header or index), or None when unreadable."""
+def base_weight_names(folder: Path, ctx: ProbeContext) -> frozenset[str] | None:
+    """Parameter names of a base model folder (safetensors header or index), or None when unreadable;
+    read once per scan (many routes share a base)."""
     index = folder / "model.safetensors.index.json"
     single = folder / "model.safetensors"
     src = index if index.is_file() else single if single.is_file() else None
@@ -43,23 +46,17 @@ def base_weight_names(folder: Path) -> frozenset[str] | None:
         return None
     st = src.stat()
     key = (str(src.resolve()), st.st_size, st.st_mtime_ns)
-    hit = _BASE_CACHE.get(key)
-    if hit is not None:
-        return hit
+    return ctx.session.memo("serving.base_weight_names", key, lambda: _weight_names(src, index))
+
+
+def _weight_names(src: Path, index: Path) -> frozenset[str] | None:
     try:
-        if src is index:
+        if src == index:
             wm = json.loads(src.read_text(encoding="utf-8")[:50_000_000]).get("weight_map")
-            names = frozenset(str(k) for k in wm) if isinstance(wm, dict) else None
-        else:
-            names = frozenset(read_header(src)[0])
+            return frozenset(str(k) for k in wm) if isinstance(wm, dict) else None
+        return frozenset(read_header(src)[0])
     except (OSError, ValueError, UnicodeDecodeError, Unreadable, AttributeError):
         return None
-    if names is None:
-        return None
-    if len(_BASE_CACHE) > 64:
-        _BASE_CACHE.clear()
-    _BASE_CACHE[key] = names
-    return names
 
 
 def lora_modules(tensors: dict[str, Any]) -> dict[str, list[str]]:
@@ -105,9 +102,11 @@ def _prefix_hint(stem: str, exp: str) -> str:
     return f"; prefix {have + '.' if have else '(none)'!r} where the base has {want + '.' if want else '(none)'!r}"
 
 
-def name_mismatch(info: AdapterInfo, base_folder: Path, base_config: dict[str, Any] | None) -> tuple | None:
+def name_mismatch(
+    info: AdapterInfo, base_folder: Path, base_config: dict[str, Any] | None, ctx: ProbeContext
+) -> tuple | None:
     """(rule, message, evidence) when adapter modules match no module of the base."""
-    names = base_weight_names(base_folder)
+    names = base_weight_names(base_folder, ctx)
     mods = lora_modules(info.tensors or {})
     source = "weights"
     if names is None and base_config:

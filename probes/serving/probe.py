@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,13 +11,13 @@ from doctor.core.model import Artifact, Finding
 from doctor.core.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.core.rules import Rule
 from probes.common.adapterinfo import WEIGHT_NAMES, AdapterInfo, adapter_info
-from probes.common.paths import declared_paths, policy_for
+from probes.common.targets import resolve_target
 from probes.serving import engines, features, noop
 from probes.serving import rules as R
 from probes.serving import tokenizer as tok
 from probes.serving.artifacts import dim_mismatches, read_base_config
-from probes.serving.config import AdapterRef, Server, apply_config_file, parse_config
-from probes.serving.envsubst import has_unresolved
+from probes.serving.readers import apply_config_file, parse_config
+from probes.serving.server import AdapterRef, Server
 
 Check = tuple[Rule, str, dict[str, Any]]
 
@@ -32,55 +31,6 @@ def _within(p: Path, root: Path) -> bool:
         return True
     except ValueError:
         return False
-
-
-def trusted_paths(rollout: Rollout) -> list[Path]:
-    """Paths the manifest declares: followed even when outside the root (the shared policy, probes/common/paths.py)."""
-    return declared_paths(rollout.root, rollout.manifest)
-
-
-@dataclass
-class Resolved:
-    path: Path | None
-    status: str  # ok | outside | container | hub | unresolved
-    written: str
-    detail: str = ""
-
-
-def resolve_target(
-    target: str, server: Server, rollout: Rollout, ctx: ProbeContext, config_dir: Path | None = None
-) -> Resolved:
-    root = rollout.root
-    if not target or has_unresolved(target):
-        return Resolved(None, "unresolved", target)
-    allow = policy_for(ctx).allow_outside  # [paths] allow_outside (or the older [serving] allow_outside_root)
-    trusted = trusted_paths(rollout)
-    raw = Path(os.path.expanduser(target))
-    if raw.is_absolute():
-        for host, cont in server.volumes:
-            cont = cont.rstrip("/")
-            if target == cont or target.startswith(cont + "/"):
-                rest = target[len(cont) :].lstrip("/")
-                h = Path(os.path.expanduser(host))
-                if not h.is_absolute():
-                    h = (config_dir or root) / h
-                cand = h / rest if rest else h
-                if _within(cand, root) or allow or cand.resolve() in trusted:
-                    return Resolved(cand, "ok", target, f"via volume {host}:{cont}")
-                return Resolved(cand, "outside", target, f"via volume {host}:{cont}")
-        if _within(raw, root) or raw.resolve() in trusted:
-            return Resolved(raw, "ok", target)
-        if raw.exists():
-            return Resolved(raw, "ok" if allow else "outside", target)
-        return Resolved(None, "container", target)
-    cand = root / raw
-    if not _within(cand, root) and cand.resolve() not in trusted:
-        return Resolved(cand, "ok" if allow else "outside", target)
-    first = raw.parts[0] if raw.parts else ""
-    is_pathish = target.startswith((".", "~")) or cand.exists() or (root / first).exists() or "/" not in target
-    if not is_pathish:
-        return Resolved(None, "hub", target)
-    return Resolved(cand, "ok", target)
 
 
 # ------------------------------------------------------------------ base model
@@ -584,19 +534,21 @@ class ServingProbe(Probe):
             return
         info = adapter_info(folder, ctx)
         checks = adapter_checks(server, ref, info, base, folder, own_only=True) + silent_noop_checks(
-            server, ref, info, base, folder
+            server, ref, info, base, folder, ctx
         )
         checks += tokenizer_checks(server, ref, info, base, folder, rollout, ctx, path.parent)
         for rule, msg, ev in checks:
             yield rule.finding(path, msg, locator=loc, evidence={"adapter": ref.name, **ev}, line=ref.line)
 
 
-def silent_noop_checks(server: Server, ref: AdapterRef, info: AdapterInfo, base: Base, folder: Path) -> list[Check]:
+def silent_noop_checks(
+    server: Server, ref: AdapterRef, info: AdapterInfo, base: Base, folder: Path, ctx: ProbeContext
+) -> list[Check]:
     """Routes that load fine and answer like the base model (probes.serving.noop); per served route only."""
     out: list[Check] = []
     label = engines.version_label(server.engine, server.version)
     for got in (
-        noop.name_mismatch(info, base.folder, base.config) if base.folder is not None else None,
+        noop.name_mismatch(info, base.folder, base.config, ctx) if base.folder is not None else None,
         noop.not_applied(server.lora_target_modules, label, info),
         noop.zero_b(folder, info.weights),
     ):
@@ -617,7 +569,7 @@ def tokenizer_checks(
     config_dir: Path,
 ) -> list[Check]:
     """The adapter's training tokenizer against the one this server tokenizes with (probes.serving.tokenizer)."""
-    trained = tok.trained_tokenizer(folder)
+    trained = tok.trained_tokenizer(folder, ctx)
     if trained is None:
         return []
     served_folder = base.folder
@@ -626,7 +578,7 @@ def tokenizer_checks(
         served_folder = res.path if res.status == "ok" and res.path is not None and res.path.is_dir() else None
     if served_folder is None:
         return []
-    served = tok.read_tokenizer(served_folder)
+    served = tok.read_tokenizer(served_folder, ctx)
     if served is not None and served.folder.resolve() == trained.folder.resolve():
         return []  # the server tokenizes with the adapter's own tokenizer
     return [

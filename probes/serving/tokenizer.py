@@ -12,12 +12,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from doctor.core.model import display_path
 from doctor.core.safeio import loads_json, read_text_capped
 from probes.common.adapterinfo import AdapterInfo
 from probes.serving import rules as R
+
+if TYPE_CHECKING:
+    from doctor.core.probe import ProbeContext
 
 FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 _CAP = 64 << 20
@@ -60,11 +63,8 @@ def has_tokenizer(folder: Path) -> bool:
     return any((folder / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json"))
 
 
-_CACHE: dict[tuple, Tok | None] = {}
-
-
-def read_tokenizer(folder: Path) -> Tok | None:
-    """The tokenizer files of a folder, read once per (size, mtime) of each: many routes share a base."""
+def read_tokenizer(folder: Path, ctx: ProbeContext) -> Tok | None:
+    """The tokenizer files of a folder, read once per scan per (size, mtime) of each: many routes share a base."""
     stamp = []
     for name in FILES:
         try:
@@ -73,11 +73,7 @@ def read_tokenizer(folder: Path) -> Tok | None:
         except OSError:
             continue
     key = (str(folder.resolve()), tuple(stamp))
-    if key not in _CACHE:
-        if len(_CACHE) > 256:
-            _CACHE.clear()
-        _CACHE[key] = _read_tokenizer(folder)
-    return _CACHE[key]
+    return ctx.session.memo("serving.tokenizer", key, lambda: _read_tokenizer(folder))
 
 
 def _read_tokenizer(folder: Path) -> Tok | None:
@@ -125,9 +121,9 @@ def _read_tokenizer(folder: Path) -> Tok | None:
     return t
 
 
-def trained_tokenizer(adapter: Path) -> Tok | None:
+def trained_tokenizer(adapter: Path, ctx: ProbeContext) -> Tok | None:
     for folder in (adapter, adapter.parent):
-        tok = read_tokenizer(folder)
+        tok = read_tokenizer(folder, ctx)
         if tok is not None:
             return tok
     return None

@@ -1,11 +1,4 @@
-"""Launch files that are programs rather than configs: Makefile recipes and Python launchers.
-
-Makefile: variables (`NAME = v`, `:=`, `?=`, `export NAME=v`, command-line style `$(NAME)` / `${NAME}`)
-are expanded the way make does before the shell sees a recipe line; `$$` becomes `$`. Recipe lines
-(tab-indented, `@`/`-`/`+` prefixes dropped, backslash continuations joined) go through the same
-command scanner as a shell script; each server is named after its target (`Makefile:serve`).
-
-Python: the file is parsed with `ast` (never run). A launcher is a list literal that names an engine
+"""Python launchers: the file is parsed with `ast` (never run). A launcher is a list literal that names an engine
 entry point (`["python", "-m", "sglang.launch_server", "--lora-paths", …]`, `["vllm", "serve", …]`),
 extended in place by `cmd += [...]`, `cmd.extend([...])`, `cmd.append(x)`; or an SGLang
 `ServerArgs(model_path=…, lora_paths=[…])` call; or a command string handed to os.system / subprocess
@@ -22,84 +15,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from probes.serving import config as C
-
-_MAKE_VAR = re.compile(r"^(?:export\s+|override\s+)?([A-Za-z_][A-Za-z0-9_.-]*)\s*(\?=|:=|::=|\+=|=)\s*(.*)$")
-_MAKE_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
-_TARGET = re.compile(r"^([A-Za-z0-9_./%$()-][^:=#]*?)\s*::?(?!=)(.*)$")
-MAKEFILE_NAMES = ("makefile", "gnumakefile")
-
-
-def is_makefile(name: str) -> bool:
-    low = name.lower()
-    return low in MAKEFILE_NAMES or low.endswith(".mk") or low.startswith("makefile.")
-
-
-def _make_expand(value: str, variables: dict[str, str], depth: int = 0) -> str:
-    """Expand $(VAR)/${VAR} recursively; unknown variables become ${VAR} for the shell step to report."""
-
-    def sub(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "\0"  # a literal $ for the shell; restored after expansion
-        name = m.group(1) or m.group(2)
-        if name in variables and depth < 8:
-            return _make_expand(variables[name], variables, depth + 1)
-        return "${" + name + "}"
-
-    return _MAKE_REF.sub(sub, value)
-
-
-def parse_makefile(path: Path, text: str, env: dict[str, str]) -> C.ParsedConfig:
-    pc = C.ParsedConfig(path, "makefile", text=text)
-    variables: dict[str, str] = dict(env)
-    recipe: list[tuple[int, str]] = []
-    names: dict[int, str] = {}
-    target = ""
-    lines = text.splitlines()
-    i = 0
-    while i < len(lines):
-        start = i + 1
-        raw = lines[i]
-        while raw.endswith("\\") and i + 1 < len(lines):
-            i += 1
-            raw = raw[:-1] + " " + lines[i].lstrip("\t ")
-        i += 1
-        if raw.startswith("\t"):
-            if not target:
-                continue
-            body = raw.lstrip("\t").lstrip("@-+ ")
-            line = _make_expand(body, variables).replace("\0", "$")
-            recipe.append((start, line))
-            names[start] = f"{path.name}:{target}"
-            continue
-        s = raw.strip()
-        if not s or s.startswith("#"):
-            continue
-        vm = _MAKE_VAR.match(s)
-        if vm:
-            name, op, value = vm.groups()
-            value = value.split(" #", 1)[0].strip()
-            if op == "?=" and name in variables:
-                continue
-            if op in (":=", "::="):
-                value = _make_expand(value, variables).replace("\0", "$")
-            if op == "+=":
-                value = (variables.get(name, "") + " " + value).strip()
-            variables[name] = value
-            continue
-        tm = _TARGET.match(s)
-        if tm:
-            target = tm.group(1).strip().split()[0]
-            inline = tm.group(2).partition(";")
-            if inline[1] and inline[2].strip():  # `target: deps ; recipe`
-                recipe.append((start, _make_expand(inline[2].strip(), variables).replace("\0", "$")))
-                names[start] = f"{path.name}:{target}"
-    shell_env = {k: v for k, v in variables.items() if "$" not in v}
-    C.scan_commands(pc, path, recipe, shell_env, source="makefile", names=names)
-    return pc
-
-
-# ------------------------------------------------------------------ Python launchers
+from probes.serving.readers.argv import from_argv, sglang_server
+from probes.serving.readers.common import interp_tokens
+from probes.serving.readers.shell import LAUNCH, scan_commands
+from probes.serving.server import ParsedConfig, Server, problem
 
 _ENTRY_TOKENS = (
     "sglang.launch_server",
@@ -190,12 +109,12 @@ def _is_launcher(tokens: list[str]) -> bool:
     )
 
 
-def parse_python(path: Path, text: str, env: dict[str, str]) -> C.ParsedConfig:
-    pc = C.ParsedConfig(path, "python", text=text)
+def parse_python(path: Path, text: str, env: dict[str, str]) -> ParsedConfig:
+    pc = ParsedConfig(path, "python", text=text)
     try:
         tree = ast.parse(text, filename=str(path))
     except SyntaxError as exc:
-        pc.problems.append(C._problem("unparseable", f"Python syntax error: {exc.msg}", exc.lineno or 1))
+        pc.problems.append(problem("unparseable", f"Python syntax error: {exc.msg}", exc.lineno or 1))
         return pc
     res = _Resolver(tree)
     lists: dict[str, tuple[int, list[str]]] = {}
@@ -233,15 +152,15 @@ def parse_python(path: Path, text: str, env: dict[str, str]) -> C.ParsedConfig:
             # a command string handed to a shell (os.system, subprocess.run(..., shell=True)); docstrings and
             # comments that merely mention `vllm serve` are not launches
             cmd = res.value(node.args[0])
-            if cmd is not None and C._LAUNCH.search(cmd):
+            if cmd is not None and LAUNCH.search(cmd):
                 shell_lines.append((node.lineno, cmd))
     for name in order:
         line, tokens = lists[name]
         if not _is_launcher(tokens):
             continue
         problems: list[dict[str, Any]] = []
-        tokens = C._interp_tokens(tokens, env, problems, line)
-        srv = C.from_argv(tokens, source="python", line=line, name=f"{path.name}:{name}", env=env)
+        tokens = interp_tokens(tokens, env, problems, line)
+        srv = from_argv(tokens, source="python", line=line, name=f"{path.name}:{name}", env=env)
         if srv is not None:
             _fix_lines(srv, line, problems)
             pc.servers.append(srv)
@@ -251,19 +170,19 @@ def parse_python(path: Path, text: str, env: dict[str, str]) -> C.ParsedConfig:
             key = k.replace("_", "-")
             opts[key] = list(v) if isinstance(v, list) else [True if v == "True" else v]
         problems = []
-        srv = C.Server(engine="sglang", source="python", name=f"{path.name}:ServerArgs", line=line)
-        C.sglang_server(opts, srv)
+        srv = Server(engine="sglang", source="python", name=f"{path.name}:ServerArgs", line=line)
+        sglang_server(opts, srv)
         _fix_lines(srv, line, [p for p in problems])
         for v in (x for vals in opts.values() for x in vals):
             if isinstance(v, str) and "${" in v:
-                srv.problems.append(C._problem("unresolved_var", f"{v} is not a constant in {path.name}", line))
+                srv.problems.append(problem("unresolved_var", f"{v} is not a constant in {path.name}", line))
         pc.servers.append(srv)
     if shell_lines:
-        C.scan_commands(pc, path, shell_lines, dict(env), source="python")
+        scan_commands(pc, path, shell_lines, dict(env), source="python")
     return pc
 
 
-def _fix_lines(srv: C.Server, line: int, problems: list[dict[str, Any]]) -> None:
+def _fix_lines(srv: Server, line: int, problems: list[dict[str, Any]]) -> None:
     srv.problems[:0] = problems
     for a in srv.adapters:
         a.line = line

@@ -3,7 +3,7 @@
 Each entry maps the name clients send (`model_name`) to `litellm_params.model`, a provider prefix plus the
 name the backend is asked for (`hosted_vllm/support-bot`, `openai/support-bot`); `api_base` says which
 server. Doctor checks that backend name against what the rollout's servers actually serve (base names
-and adapter routes): see the router rules in probes.serving.probe.
+and adapter routes): see the route rules (SRV025, SRV026).
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from probes.common.yamlsafe import line_of
-from probes.serving import config as C
+from probes.serving.readers.common import interp_tree
+from probes.serving.server import ParsedConfig, Route, problem
 
 # Providers whose model string is "<provider>/<name the backend serves>" for an OpenAI-compatible backend.
 PROVIDERS = ("hosted_vllm", "openai", "vllm", "text-completion-openai", "huggingface", "sagemaker", "lorax")
@@ -30,22 +31,20 @@ def split_model(model: str) -> tuple[str, str]:
     return "", model
 
 
-def parse_litellm(path: Path, doc: dict[str, Any], text: str, env: dict[str, str]) -> C.ParsedConfig:
-    pc = C.ParsedConfig(path, "litellm", text=text)
+def parse_litellm(path: Path, doc: dict[str, Any], text: str, env: dict[str, str]) -> ParsedConfig:
+    pc = ParsedConfig(path, "litellm", text=text)
     for i, entry in enumerate(doc.get("model_list") or []):
         if not isinstance(entry, dict):
-            pc.problems.append(C._problem("unparseable", f"model_list item {i} is not a mapping", 1))
+            pc.problems.append(problem("unparseable", f"model_list item {i} is not a mapping", 1))
             continue
         problems: list[dict[str, Any]] = []
-        entry = C._compose_interp(entry, env, [], text)
+        entry = interp_tree(entry, env, [], text)
         name = entry.get("model_name")
         params = entry.get("litellm_params")
         line = line_of(text, f"model_name: {name}", f'model_name: "{name}"') if name else 1
         if not isinstance(name, str) or not isinstance(params, dict) or not isinstance(params.get("model"), str):
             pc.problems.append(
-                C._problem(
-                    "invalid_adapter_spec", f"model_list item {i} needs model_name and litellm_params.model", line
-                )
+                problem("invalid_adapter_spec", f"model_list item {i} needs model_name and litellm_params.model", line)
             )
             continue
         provider, model = split_model(params["model"])
@@ -53,5 +52,5 @@ def parse_litellm(path: Path, doc: dict[str, Any], text: str, env: dict[str, str
         if isinstance(base, str) and base.startswith("os.environ/"):
             base = None  # read from the environment at run time
         pc.problems.extend(problems)
-        pc.routes.append(C.Route(name, model, provider, base if isinstance(base, str) else None, line))
+        pc.routes.append(Route(name, model, provider, base if isinstance(base, str) else None, line))
     return pc
