@@ -42,6 +42,12 @@ class Check:
     rule: Rule
     scope: Scope
     fn: CheckFn
+    # Further scopes the same check runs in, for a rule with two stages: the registry's REG004 compares each
+    # registered file with its entry per registry (artifact scope) and each served file per rollout.
+    also: tuple[Scope, ...] = ()
+
+    def runs_in(self, scope: Scope) -> bool:
+        return scope == self.scope or scope in self.also
 
     @property
     def where(self) -> str:
@@ -56,16 +62,19 @@ class CheckSet:
         self.rules = {r.id: r for r in rules}
         self._checks: dict[str, Check] = {}
 
-    def __call__(self, rule: Rule, scope: Scope = "artifact") -> Callable[[CheckFn], CheckFn]:
-        if scope not in SCOPES:
-            raise ValueError(f"check scope {scope!r} is not one of {SCOPES}")
+    def __call__(
+        self, rule: Rule, scope: Scope = "artifact", also: tuple[Scope, ...] = ()
+    ) -> Callable[[CheckFn], CheckFn]:
+        for s in (scope, *also):
+            if s not in SCOPES:
+                raise ValueError(f"check scope {s!r} is not one of {SCOPES}")
         if rule.id not in self.rules:
             raise ValueError(f"{rule.id} is not a {self.family} rule")
 
         def register(fn: CheckFn) -> CheckFn:
             if rule.id in self._checks:
                 raise ValueError(f"{rule.id} already has a check: {self._checks[rule.id].where}")
-            self._checks[rule.id] = Check(rule, scope, fn)
+            self._checks[rule.id] = Check(rule, scope, fn, tuple(also))
             return fn
 
         return register
@@ -89,7 +98,7 @@ class CheckSet:
         """Run every check of `scope` (those `applies` accepts) on the same arguments."""
         out: list[Finding] = []
         for check in self._checks.values():
-            if check.scope != scope or (applies is not None and not applies(check.rule)):
+            if not check.runs_in(scope) or (applies is not None and not applies(check.rule)):
                 continue
             for f in check.fn(*args, **kwargs):
                 if f.rule != check.rule.id:

@@ -3,7 +3,7 @@
 from typing import Any
 
 from doctor.core.probe import LazyProbe, lazy_attr
-from probes.registry.rules import RULES
+from probes.registry.rules import CHECKS, RULES
 
 PROBES = [
     LazyProbe(
@@ -16,8 +16,9 @@ PROBES = [
 
 
 def __getattr__(name: str) -> Any:
-    store = {n: "store" for n in ("add_version", "load", "save", "set_status", "validate")}
-    return lazy_attr(__name__, store, name)
+    names = {n: "store" for n in ("add_version", "load", "save", "set_status", "validate")}
+    names["rollout_registries"] = "loaded"
+    return lazy_attr(__name__, names, name)
 
 
-__all__ = ["PROBES", "RULES", "add_version", "load", "save", "set_status", "validate"]
+__all__ = ["CHECKS", "PROBES", "RULES", "add_version", "load", "rollout_registries", "save", "set_status", "validate"]

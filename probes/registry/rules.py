@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from doctor.core.checks import CheckSet
 from doctor.core.rules import rule
 
 MALFORMED = rule(
@@ -122,3 +123,8 @@ RULES = (
     TOO_MANY,
     BASE_DISAGREES,
 )
+
+# One check per rule, registered beside its logic: probes/registry/integrity.py (artifact scope: one
+# registry file), probes/registry/routing.py (rollout scope: the registries against the servers) and
+# probes/registry/drift.py (REG004, both: registered files per registry, served files per rollout).
+CHECKS = CheckSet("registry", RULES)
