@@ -306,7 +306,7 @@ def test_clipping_already_on_ranks_gradient_control_below_the_learning_rate(tmp_
     # The learning-rate action, applied to this recipe, lands in the LoRA range (not 5.0 halved to 2.5).
     job = next(a["job"] for a in rt.triage.actions if a["kind"] == "job")
     lr_override = job["overrides"]["learning_rate"]
-    from doctor.jobs.recipe import apply_overrides
+    from doctor.playbook.recipe import apply_overrides
 
     proposed = apply_overrides({"learning_rate": 5.0}, {"learning_rate": lr_override})["learning_rate"]
     assert bound_lr(5.0, proposed, "lora").value == METHOD_RANGES["lora"][1]
@@ -320,7 +320,7 @@ def test_fix_loop_escalates_from_the_last_attempts_evidence_and_recipe(tmp_path,
     this checks the loop's choices; tests/test_fix_loop.py runs it with real training."""
     import shutil as sh
 
-    from doctor import fixloop
+    from doctor.jobs import fixloop
     from doctor.jobs.compare import write_after_manifest
     from doctor.jobs.store import JobStore, job_dir
     from tests.conftest import FIXTURES, ROLLOUTS
@@ -365,7 +365,7 @@ def test_fix_loop_escalates_from_the_last_attempts_evidence_and_recipe(tmp_path,
 def test_fix_loop_stops_at_the_budget_and_reports_the_best_attempt(tmp_path, monkeypatch):
     import shutil as sh
 
-    from doctor import fixloop
+    from doctor.jobs import fixloop
     from doctor.jobs.store import JobStore
     from tests.conftest import FIXTURES, ROLLOUTS
 
@@ -399,7 +399,7 @@ def test_fix_loop_stops_at_the_budget_and_reports_the_best_attempt(tmp_path, mon
 
 
 def test_fix_console_report_names_each_attempt_and_what_is_still_wrong():
-    from doctor.cli.fix import render
+    from doctor.render.fix_report import render
 
     report = {
         "rollout": "ro", "verdict": "not_fixed", "best_version": None, "best_attempt": 1,

@@ -18,7 +18,7 @@ import pytest
 from doctor.core.settings import Settings
 from doctor.jobs import api
 from doctor.jobs.compare import findings_snapshot
-from doctor.jobs.recipe import apply_overrides
+from doctor.playbook.recipe import apply_overrides
 from tests.conftest import FIXTURES, ROLLOUTS
 
 pytestmark = pytest.mark.slow

@@ -85,7 +85,7 @@ def test_parity_job_on_the_healthy_adapter(tmp_path, monkeypatch):
     assert am["token_agreement"] == 1.0 and am["relative_to_adapter_effect"] < 1e-3  # merge_and_unload matches
     assert set(par["accuracy"]["adapter"]["slices"]) == {"arithmetic", "count", "reverse", "safety", "uppercase"}
     assert Path(job.outputs["parity_report"]).is_file()
-    from doctor.jobs.compare import render_comparison  # what `doctor jobs show` prints
+    from doctor.render.jobs_report import render_comparison  # what `doctor jobs show` prints
 
     text = "\n".join(render_comparison(job.comparison))
     assert "Parity on 10 probes" in text and "adapter_vs_merged" in text and "arithmetic" in text

@@ -206,8 +206,8 @@ def test_specs_built_from_a_rollout_checkpoint_often_enough_to_resume():
 
 def test_hf_step_shares_are_valid_recipe_values():
     """TrainingArguments reads logging/save/eval steps below 1 as a share of the run."""
-    from doctor.jobs.recipe import check_values
     from doctor.jobs.spec import checkpoint_every
+    from doctor.playbook.recipe import check_values
 
     check_values({"logging_steps": 0.05, "save_steps": 0.1, "eval_steps": 0.2, "warmup_ratio": 1.0})
     assert checkpoint_every({"max_steps": 400, "save_steps": 0.05}) == 20

@@ -187,8 +187,8 @@ def test_from_triage_takes_answers(capsys):
 
 
 def test_comparison_and_event_lines_say_what_happened_not_none():
-    from doctor.cli.jobs import _event_line
-    from doctor.jobs.compare import render_comparison
+    from doctor.render.jobs_report import event_line as _event_line
+    from doctor.render.jobs_report import render_comparison
 
     c = {
         "families": ["TRN"],
@@ -228,7 +228,7 @@ def test_show_says_the_bounded_value_and_no_python_reprs(toy, tmp_path, capsys, 
 
 def test_overrides_name_the_value_a_relative_one_became():
     """The jobs screen and `jobs show` share this: x0.5 of lr 0.02 capped to the QLoRA top reads as 0.0002."""
-    from doctor.jobs.recipe import describe_overrides
+    from doctor.playbook.recipe import describe_overrides
 
     recipe = {"learning_rate": 0.0002, "quantization": {"bnb_4bit_compute_dtype": "bfloat16"}}
     over = {"learning_rate": {"multiply": 0.5, "max": 2e-4}, "bnb_4bit_compute_dtype": "bfloat16", "x": 0.1 + 0.2}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from doctor.jobs.recipe import RecipeError, apply_overrides, describe, validate_overrides
+from doctor.playbook.recipe import RecipeError, apply_overrides, describe, validate_overrides
 
 RECIPE = {
     "learning_rate": 1.0,

@@ -12,6 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from doctor.cli.common import CliError, settings_of
+from doctor.render.fix_report import render, value_text, version_text
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     from doctor.jobs import DEFAULT_ATTEMPTS, DEFAULT_BUDGET_MIN
@@ -48,7 +51,10 @@ class _Progress:
 
     def attempt(self, e: dict[str, Any]) -> None:
         if e["event"] == "attempt":
-            changes = ", ".join(f"{k} {_n(a)} → {_n(b)}" for k, (a, b) in e["changes"].items()) or "no recipe change"
+            changes = (
+                ", ".join(f"{k} {value_text(a)} → {value_text(b)}" for k, (a, b) in e["changes"].items())
+                or "no recipe change"
+            )
             self.console.print(f"[bold]attempt {e['attempt']}/{self.attempts}[/]: {changes}")
             self.console.print(f"  why: {e['why']}", style="dim", highlight=False)
             self._start()
@@ -56,7 +62,7 @@ class _Progress:
             self._stop()
             style = {"fixed": "bold green", "partly_fixed": "bold yellow"}.get(e["verdict"], "bold red")
             self.console.print(
-                f"  → {_v(e['version'])} [{style}]{e['verdict'].replace('_', ' ')}[/] in {e['wall_s']:.0f}s "
+                f"  → {version_text(e['version'])} [{style}]{e['verdict'].replace('_', ' ')}[/] in {e['wall_s']:.0f}s "
                 f"(registry: {e.get('registry_status') or 'not registered'})",
                 highlight=False,
             )
@@ -96,40 +102,10 @@ class _Progress:
             self.progress.update(self.task, description="re-probe", total=None, info="")
 
 
-def _v(version: Any) -> str:
-    return f"v{version}" if version is not None else "no version"
-
-
-def _n(v: Any) -> str:
-    if v is None:
-        return "unset"  # the recipe did not have the setting
-    return f"{v:.4g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, (list, dict)) else str(v)
-
-
-def render(report: dict[str, Any]) -> str:
-    lines = [f"doctor fix {report['rollout']}: {report['verdict'].replace('_', ' ').upper()}"]
-    for a in report["attempts"]:
-        changes = ", ".join(f"{k} {_n(x)}→{_n(y)}" for k, (x, y) in a["changes"].items()) or "no recipe change"
-        head = f"  attempt {a['attempt']}: {_v(a['version']):<4} {a['verdict']:<12} {a['wall_s']:>6.0f}s"
-        lines.append(f"{head}  job {a['job']}  ({changes})")
-    if report["attempts"]:
-        lines.append(
-            f"  best: attempt {report['best_attempt']} ({_v(report['best_version'])}); stopped: {report['stopped']}"
-        )
-    else:
-        lines.append(f"  no job ran: {report['stopped']}")
-    if report["still_wrong"]:
-        lines.append(f"  still wrong: {report['still_wrong']}")
-    if report["attempts"]:  # no attempt writes no fix log
-        lines.append(f"  fix log: {report['fix_log']}   total {report['elapsed_s']:.0f}s")
-    return "\n".join(lines)
-
-
 def cmd_fix(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError, _settings
     from doctor.cli.triage import parse_answers
-    from doctor.fixloop import run_fix
     from doctor.jobs.api import JobLockError, LaunchError, SpecError
+    from doctor.jobs.fixloop import run_fix
     from doctor.playbook.tree import PlaybookError
 
     if args.attempts < 1:
@@ -148,7 +124,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
             args.path,
             attempts=args.attempts,
             budget_min=args.budget,
-            settings=_settings(args),
+            settings=settings_of(args),
             answers=parse_answers(args.answer),
             on_event=progress,
             on_attempt=progress.attempt,

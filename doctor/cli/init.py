@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from doctor.cli.common import CliError
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="write rollout.toml for a Trainer/TRL output or adapter folder made outside doctor")
@@ -49,7 +51,6 @@ def _ask(args: argparse.Namespace, missing: list[str]) -> bool:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError
     from doctor.jobs.rollout_init import InitError, as_json, discover, write
 
     def find():

@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from doctor.cli.common import CliError, settings_of
+from doctor.render.jobs_report import duration, event_line, pairs, render_job, shown, when
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="corrective jobs: retrain / re-eval, then re-probe the outputs")
@@ -72,7 +75,6 @@ def _errors():
 
 
 def _rollout_arg(args: argparse.Namespace) -> Path | None:
-    from doctor.cli import CliError
 
     pos = getattr(args, "rollout_arg", None)
     if pos is not None and args.rollout is not None and pos.resolve() != args.rollout.resolve():
@@ -84,7 +86,6 @@ def _rollout_arg(args: argparse.Namespace) -> Path | None:
 
 
 def _store(args: argparse.Namespace, job_id: str):
-    from doctor.cli import CliError
     from doctor.jobs.api import JobStore, find_store
 
     rollout = _rollout_arg(args)
@@ -97,7 +98,6 @@ def _store(args: argparse.Namespace, job_id: str):
 
 
 def _get(store, job_id: str):
-    from doctor.cli import CliError
 
     try:
         return store.get(job_id)
@@ -108,44 +108,11 @@ def _get(store, job_id: str):
         raise CliError(msg) from None
 
 
-def _num(v: Any) -> str:
-    """A number for people: floats to 4 significant digits (0.1591, 0.0002, 1e-05); the rest as str()."""
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, dict):
-        return "{" + ", ".join(f"{k}: {_num(x)}" for k, x in v.items()) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_num(x) for x in v) + "]"
-    return str(v)
-
-
-def _pairs(d: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_num(v)}" for k, v in d.items())
-
-
-def _shown(path: str | Path | None) -> str:
-    """A path relative to the working folder when under it, else as given."""
-    from doctor.core.model import display_path
-
-    return display_path(Path(path)) if path else ""
-
-
 def _parse_value(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:
         return text
-
-
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "—"
-    s = int(s)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "—"
 
 
 class ProgressBar:
@@ -185,7 +152,7 @@ class ProgressBar:
             if key in m:
                 v = m[key]
                 parts.append(f"{label} " + (fmt.format(v) if isinstance(v, (int, float)) else str(v)))
-        parts.append(f"ETA {_fmt_s(eta)}")
+        parts.append(f"ETA {duration(eta)}")
         text = f"[{'█' * filled}{'·' * (self.width - filled)}] " + "  ".join(parts)
         if self.tty:
             self.stream.write("\r\033[K" + text)
@@ -208,11 +175,10 @@ class ProgressBar:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError
     from doctor.jobs import api
     from doctor.jobs.launchers import worker_command
-    from doctor.jobs.recipe import RecipeError, apply_overrides, validate_overrides
     from doctor.jobs.spec import load_spec, validate_spec
+    from doctor.playbook.recipe import RecipeError, apply_overrides, validate_overrides
 
     if (args.spec is None) == (args.from_triage is None):
         raise CliError("jobs run: give a SPEC file or --from-triage [PATH] (one of them)")
@@ -220,12 +186,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.from_triage is not None:
             if not args.from_triage.exists():
                 raise CliError(f"{args.from_triage}: no such file or directory")
-            from doctor.cli import _settings
             from doctor.cli.triage import parse_answers
             from doctor.playbook.tree import PlaybookError
 
             try:
-                spec = api.spec_from_triage(args.from_triage, _settings(args), parse_answers(args.answer))
+                spec = api.spec_from_triage(args.from_triage, settings_of(args), parse_answers(args.answer))
             except PlaybookError as exc:
                 raise CliError(f"--answer: {exc}") from None
         else:
@@ -288,7 +253,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             if spec.get("overrides"):
-                print("  overrides: " + _pairs(spec["overrides"]), file=sys.stderr)
+                print("  overrides: " + pairs(spec["overrides"]), file=sys.stderr)
 
         try:
             job = api.run(spec, spec["rollout"], args.launcher, on_event=bar, on_created=created)
@@ -329,7 +294,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for i, (store, jobs) in enumerate(per_store):
         if len(per_store) > 1:
-            print(("\n" if i else "") + f"{_shown(store.root)}:")
+            print(("\n" if i else "") + f"{shown(store.root)}:")
         if not jobs:
             print(f"no jobs in {store.path}")
             continue
@@ -341,155 +306,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             verdict = v["verdict"] if v else "—"
             if v and j.kind == "reeval":  # a re-eval fixes nothing: it passes or fails its gate (exit code)
                 verdict = "gate passed" if v.get("gate_passed") else "gate failed"
-            print(f"{j.id:<23} {j.kind:<8} {j.state:<10} {verdict:<12} {prog:<10} {_when(j.created):<20} {tail}")
+            print(f"{j.id:<23} {j.kind:<8} {j.state:<10} {verdict:<12} {prog:<10} {when(j.created):<20} {tail}")
     return 0
-
-
-def render_job(job, store) -> str:
-    from doctor.jobs.compare import render_comparison
-
-    v = job.verdict
-    head = f"Job {job.id}  {job.kind}  {job.state.upper()}"
-    if v:
-        head += f"  verdict: {v['verdict'].replace('_', ' ').upper()}"
-        if job.kind == "reeval":
-            head += f" (gate {'passed' if v.get('gate_passed') else 'failed'})"
-    fix = ((job.spec or {}).get("source") or {}).get("fix_attempt")
-    if fix:
-        head += f"  (doctor fix attempt {fix})"
-    lines = [head]
-    if v:
-        lines.append(f"  {v['why']}")
-    spec = job.spec
-    lines.append(f"  rollout:   {spec.get('rollout')}")
-    if job.kind == "retrain":
-        base = spec.get("base_model_name") or spec.get("base_model") or "not recorded"
-        lines.append(f"  method:    {spec.get('method')}   base: {base}")
-        if spec.get("overrides"):
-            from doctor.jobs.recipe import describe_overrides
-
-            lines.append("  overrides: " + describe_overrides(spec["overrides"], spec.get("recipe")))
-        d = spec.get("data", {})
-        slices = ", ".join(map(str, d.get("train_slices") or [])) or "not listed"
-        lines.append(f"  data:      {d.get('train')} (slices: {slices})")
-    else:
-        lines.append(f"  eval:      {spec.get('eval_set')}  adapter: {spec.get('adapter') or '(base only)'}")
-    lines.append(f"  progress:  step {job.step}/{job.max_steps}   ETA {_fmt_s(job.eta_s)}")
-    dur = (job.ended or time.time()) - job.started if job.started else None
-    lines.append(
-        f"  created {_when(job.created)}  started {_when(job.started)}  ended {_when(job.ended)}  ({_fmt_s(dur)})"
-    )
-    if job.error:
-        lines.append(f"  error:     {job.error}")
-    o = job.outputs
-    if o.get("adapter"):
-        lines.append(f"  adapter:   {o['adapter']} (version {o.get('version')})")
-    if o.get("registry"):
-        e = o["registry"]["entry"]
-        lines.append(
-            f"  registry:  {e['name']} v{e['version']} status {e.get('status')} rollback_to "
-            + (f"v{e['rollback_to']}" if e.get("rollback_to") else "none (no earlier version passed the gate)")
-        )
-    if o.get("eval_table"):
-        lines.append(f"  eval:      {o['eval_table']}")
-    if o.get("sbatch_script"):
-        lines.append(f"  sbatch:    {o['sbatch_script']}  slurm id: {o.get('slurm_job_id') or '(not submitted)'}")
-    if job.comparison:
-        lines.append("")
-        lines.extend(render_comparison(job.comparison))
-        lines.extend(render_slice_stats(v))
-    if job.state == "succeeded":
-        lines.append("")
-        lines.extend(next_steps(job))
-    return "\n".join(lines)
-
-
-def render_slice_stats(v: dict[str, Any] | None) -> list[str]:
-    """The paired per-slice statistics the verdict used (after vs baseline), one row per slice."""
-    rows = (v or {}).get("slices_vs_baseline") or []
-    if not rows:
-        return []
-    lines = ["", f"  paired vs baseline: {'slice':<12} {'n':>4} {'delta':>8} {'95% CI':>17} {'p_adj':>6}  status"]
-    for s in rows:
-        ci = f"{s['ci_low'] * 100:+.1f}…{s['ci_high'] * 100:+.1f}pp"
-        cells = f"{s['n']:>4} {s['delta'] * 100:>+7.1f}pp {ci:>17} {s['p_adj']:>6.3f}"
-        lines.append(f"  {'':<20}{s['slice']:<12} {cells}  {s['status']}")
-    return lines
-
-
-def _current_entry(reg: dict[str, Any]) -> dict[str, Any]:
-    """The job's registry entry as the registry holds it now (a user may have promoted it since)."""
-    entry = reg.get("entry") or {}
-    try:
-        from probes.registry.store import load
-
-        now = load(Path(reg["path"])).get(entry.get("name"), entry.get("version"))
-        return {**entry, **now} if now else entry
-    except Exception:
-        return entry
-
-
-def next_steps(job) -> list[str]:
-    """What to do with a succeeded job's outputs (what the code did, and what it left to the user)."""
-    import os
-
-    spec, o = job.spec, job.outputs
-    root = Path(spec.get("rollout") or ".")
-    lines: list[str] = []
-    if job.kind == "retrain" and o.get("adapter"):
-        new = Path(o["adapter"])
-        rel = os.path.relpath(new, root)
-        lines.append(f"Next: doctor check {_shown(new)}   (the new adapter, version {o.get('version')})")
-        if o.get("registry"):
-            e = _current_entry(o["registry"])
-            rb = e.get("rollback_to")
-            reg = f"registry v{e.get('version')} is {json.dumps(e.get('status'))}" + (
-                f" (rollback_to v{rb})" if rb else ""
-            )
-            if e.get("status") == "rejected":
-                reg += "; it did not fix the rollout: do not serve it (doctor fix tries further attempts)"
-            elif e.get("status") != "active":
-                reg += '; mark it "active" in registry.yaml once it checks out'
-        elif o.get("registry_error"):
-            reg = f"not registered ({o['registry_error']})"
-        else:
-            reg = "not registered (register: false)"
-        lines.append(f"  {reg}")
-        current = _manifest_adapter(root)
-        v = job.verdict  # None for a job recorded before verdicts existed
-        if v is not None and v["verdict"] != "fixed":
-            lines.append(
-                f"  the rollout keeps its adapter: this version did not fix it (try: doctor fix {_shown(root) or '.'})"
-            )
-        elif current is not None and current.resolve() == new.resolve():
-            lines.append("  rollout.toml [[adapters]] already points at it: it is the rollout's adapter")
-        else:
-            was = f" (now {os.path.relpath(current, root)})" if current is not None else ""
-            lines.append(
-                f'  rollout.toml [[adapters]] path is unchanged{was}: set it to "{rel}" (version = {o.get("version")})'
-                " to make it the rollout's adapter"
-            )
-    elif job.kind == "reeval" and o.get("eval_table"):
-        lines.append(
-            f"Next: doctor check {_shown(o.get('out_dir'))}   (re-probes the new eval table with the baseline)"
-        )
-        lines.append(
-            f"  to make {_shown(o['eval_table'])} the rollout's candidate table, copy it into its eval/ folder"
-            " and list it under [eval] candidates in rollout.toml"
-        )
-    if lines and not Path.cwd().resolve().is_relative_to(root.resolve()):
-        lines.append(f"  this job again: doctor jobs show {job.id} --rollout {_shown(root)}")
-    return lines
-
-
-def _manifest_adapter(root: Path) -> Path | None:
-    try:
-        from doctor.core.manifest import read_manifest, resolve
-
-        adapters = read_manifest(root / "rollout.toml").get("adapters") or []
-        return resolve(root, adapters[0]["path"]) if adapters else None
-    except Exception:
-        return None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -524,20 +342,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _event_line(e: dict[str, Any]) -> str:
-    t = time.strftime("%H:%M:%S", time.localtime(e.get("ts", 0)))
-    kind = e.get("event")
-    body = {k: v for k, v in e.items() if k not in ("seq", "ts", "event", "traceback")}
-    if "message" in body and len(body) == 1:
-        return f"{t} {kind:<9} {body['message']}"
-    if kind == "comparison":  # before/after summaries (nested): the headline numbers
-        b, a = body.get("before") or {}, body.get("after") or {}
-        return f"{t} {kind:<9} findings {b.get('findings')} → {a.get('findings')}; accuracy " + " → ".join(
-            "—" if x.get("accuracy") is None else f"{x['accuracy'] * 100:.1f}%" for x in (b, a)
-        )
-    return f"{t} {kind:<9} " + " ".join(f"{k}={_num(v)}" for k, v in body.items() if not isinstance(v, (dict, list)))
-
-
 def cmd_logs(args: argparse.Namespace) -> int:
     store = _store(args, args.job_id)
     job = _get(store, args.job_id)
@@ -545,19 +349,18 @@ def cmd_logs(args: argparse.Namespace) -> int:
     while True:
         events = store.events(job.id, after_seq=seq)
         for e in events:
-            print(json.dumps(e, default=str) if args.format == "json" else _event_line(e), flush=True)
+            print(json.dumps(e, default=str) if args.format == "json" else event_line(e), flush=True)
             seq = max(seq, e["seq"])  # printed in time order; the next poll starts after the newest
         if not args.follow or store.get(job.id).done:
             if args.follow:
                 for e in store.events(job.id, after_seq=seq):
-                    print(json.dumps(e, default=str) if args.format == "json" else _event_line(e))
+                    print(json.dumps(e, default=str) if args.format == "json" else event_line(e))
             break
         time.sleep(0.5)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError
     from doctor.jobs import api
 
     store = _store(args, args.job_id)

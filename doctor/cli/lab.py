@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from doctor.cli.common import CliError, atomic_write
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(
@@ -32,7 +34,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError, _atomic_write
     from doctor.jobs.resources import visible_gpus
     from doctor.lab.spec import LabSpecError, init_text, load_lab_spec
 
@@ -42,7 +43,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise CliError(f"{args.rollout}: no such rollout folder")
     try:
         text = init_text(args.rollout, args.output, gpu=bool(visible_gpus()))
-        _atomic_write(args.output, text)
+        atomic_write(args.output, text)
         load_lab_spec(args.output)  # what init writes must load
     except LabSpecError as exc:
         raise CliError(str(exc)) from None
@@ -111,7 +112,6 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError, _atomic_write
     from doctor.jobs.api import JobLockError, LaunchError, SpecError
     from doctor.lab.run import LabCancelled, run_lab
     from doctor.lab.spec import LabSpecError, load_lab_spec
@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.format == "console":
             text = R.to_markdown(report)
         if args.output:
-            _atomic_write(args.output, text)
+            atomic_write(args.output, text)
         else:
             sys.stdout.write(text)
     print(f"lab report: {spec.lab_dir / 'report.json'} (wall {report['wall_s']} s)", file=sys.stderr)

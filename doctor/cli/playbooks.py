@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from doctor.cli.common import CliError
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="validate playbooks or draw one as a tree")
@@ -25,7 +27,6 @@ def _count(n: int, noun: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError
     from doctor.playbook.tree import PLAYBOOK_DIR, PlaybookError, load_all
     from probes import rule_registry
 

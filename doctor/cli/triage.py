@@ -1,10 +1,12 @@
-"""`doctor triage` and `doctor playbooks` subcommands."""
+"""`doctor triage PATH`: the diagnosis a walk of the playbooks reaches, with ranked causes and actions."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from doctor.cli.common import CliError, settings_of
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -24,7 +26,6 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def parse_answers(items: list[str]) -> dict[str, str]:
-    from doctor.cli import CliError
 
     answers = {}
     for item in items:
@@ -36,15 +37,15 @@ def parse_answers(items: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError, _settings
     from doctor.engine import UsageError
     from doctor.playbook.tree import PlaybookError
-    from doctor.playbook.triage import render_console, render_json, render_markdown, run_triage
+    from doctor.playbook.triage import run_triage
+    from doctor.render.triage import render_console, render_json, render_markdown
 
     if not args.path.exists():
         raise UsageError(f"{args.path}: no such file or directory")
     try:
-        results = run_triage([args.path], _settings(args), parse_answers(args.answer), entry=args.playbook)
+        results = run_triage([args.path], settings_of(args), parse_answers(args.answer), entry=args.playbook)
     except PlaybookError as exc:
         raise CliError(str(exc)) from None
     except KeyError:

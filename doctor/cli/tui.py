@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from doctor.cli.common import CliError, settings_of
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="the Textual app: findings, plots, playbook, corrective jobs")
@@ -27,7 +29,6 @@ def no_terminal() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from doctor.cli import CliError, _settings
     from doctor.engine import UsageError
 
     for p in args.paths:
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     why = no_terminal()
     if why is not None:  # checked before anything slow is imported: the answer comes at once
         raise CliError(f"the app needs a terminal ({why}); for a headless run use `doctor check PATH`")
-    settings = _settings(args)
+    settings = settings_of(args)
     from doctor.tui import make_app
 
     make_app(args.paths, settings).run()

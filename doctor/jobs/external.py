@@ -36,7 +36,7 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_mo
 
 def changed_fields(spec: dict[str, Any]) -> dict[str, Any]:
     """{external name: new value} for each recipe field the job changed (source.changes, else overrides)."""
-    from doctor.jobs.recipe import locate
+    from doctor.playbook.recipe import locate
 
     recipe = spec["recipe"]
     keys = list((spec.get("source") or {}).get("changes") or {})

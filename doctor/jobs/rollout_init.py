@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from doctor.jobs.recipe import TRAINING_KEYS
+from doctor.playbook.recipe import TRAINING_KEYS
 
 # TrainingArguments fields a corrective retrain reuses (the rest describe the machine or the logging).
 RECIPE_FIELDS = (TRAINING_KEYS - {"max_seq_length"}) | {"save_strategy"}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.jobs import parity
-from doctor.jobs.recipe import DATA_KEYS, RecipeError, apply_overrides, check_values, validate_overrides
+from doctor.playbook.recipe import DATA_KEYS, RecipeError, apply_overrides, check_values, validate_overrides
 
 SCHEMA = "peft-doctor/job/1"
 KINDS = ("retrain", "reeval", "parity")
@@ -313,7 +313,7 @@ def spec_from_action(
     """A validated spec for a playbook job action `{kind: retrain|reeval, overrides: {...}}` on a rollout.
 
     Also accepts a triage action `{"kind": "job", "job": {...}}`. The recorded [recipe] (or `base_recipe`,
-    the recipe of an earlier attempt of `doctor fix`) gets the overrides (`doctor.jobs.recipe.apply_overrides`);
+    the recipe of an earlier attempt of `doctor fix`) gets the overrides (`doctor.playbook.recipe.apply_overrides`);
     data fields (train_slices, mix, train) override the [data] table. A learning-rate override is bounded
     by the method's usual range (doctor.jobs.lrbounds); `source.changes` records every changed field.
     """

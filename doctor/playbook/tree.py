@@ -26,7 +26,7 @@ import yaml
 
 from doctor.core.model import Artifact, Finding, Severity
 from doctor.core.rules import SYMPTOMS
-from doctor.jobs.recipe import RecipeError, validate_overrides
+from doctor.playbook.recipe import RecipeError, validate_overrides
 
 PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 ANSWERS = ("yes", "no", "unknown")

@@ -17,7 +17,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, RichLog, Static
 from textual.worker import Worker, WorkerState
 
-from doctor.jobs.recipe import describe_overrides
+from doctor.playbook.recipe import describe_overrides
 from doctor.tui.commands import bindings, plural
 from doctor.tui.data import rel
 from doctor.tui.jobsview import (
@@ -265,7 +265,7 @@ class JobsScreen(Screen):
             return Text("")
         if isinstance(j.comparison, dict) and "resolved" in j.comparison:
             try:
-                from doctor.jobs.compare import render_comparison
+                from doctor.render.jobs_report import render_comparison
 
                 lines = render_comparison(j.comparison)
             except Exception:

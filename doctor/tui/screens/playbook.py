@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 
-from doctor.jobs.recipe import describe
+from doctor.playbook.recipe import describe
 from doctor.tui.commands import bindings
 from doctor.tui.data import SEVERITY_STYLE
 from doctor.tui.widgets.findings import SummaryBar
