@@ -78,8 +78,14 @@ def _write_config(src: Path, dst: Path, values: dict[str, Any]) -> None:
     """A copy of the user's config with `values` set (their file is never touched)."""
     import yaml
 
+    from doctor.core.probe import ReadError
+    from probes.common.yamlsafe import load_yaml_text
+
     text = src.read_text(encoding="utf-8")
-    data = json.loads(text) if src.suffix == ".json" else yaml.safe_load(text)
+    try:  # the user's config, through the capped loader (an alias bomb is refused before it is built)
+        data = json.loads(text) if src.suffix == ".json" else (load_yaml_text(text, src) or [None])[0]
+    except ReadError as err:
+        raise ValueError(f"{src}: {err.reason}" + (f" at {err.where}" if err.where else "")) from None
     if not isinstance(data, dict):
         raise ValueError(f"{src}: the training config is not a mapping")
     data.update(values)

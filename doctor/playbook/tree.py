@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from doctor.core.model import Artifact, Finding, Severity
+from doctor.core.probe import ReadError
 from doctor.core.rules import SYMPTOMS
 from doctor.playbook.recipe import RecipeError, validate_overrides
+from probes.common.yamlsafe import load_yaml
 
 PLAYBOOK_DIR = Path(__file__).resolve().parents[2] / "playbooks"
 ANSWERS = ("yes", "no", "unknown")
@@ -79,14 +79,17 @@ def edges(node: dict[str, Any]) -> list[str]:
 
 
 def _safe_yaml(path: Path) -> Any:
+    """The playbook's one document, through the capped loader (a playbook from a user's folder may be hostile:
+    an alias bomb is rejected before it is built)."""
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise PlaybookError(path, None, f"invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    except OSError as exc:
-        raise PlaybookError(path, None, f"cannot read: {exc.strerror}") from None
+        docs, _ = load_yaml(path)
+        return docs[0] if docs else None
+    except ReadError as err:
+        invalid = "invalid YAML: "
+        if err.reason.startswith(invalid):
+            where = f" at {err.where}" if err.where else ""
+            raise PlaybookError(path, None, f"invalid YAML{where}: {err.reason[len(invalid) :]}") from None
+        raise PlaybookError(path, None, err.reason + (f" at {err.where}" if err.where else "")) from None
 
 
 def load_playbook(path: Path, rule_ids: set[str] | None = None) -> Playbook:
