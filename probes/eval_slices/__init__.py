@@ -8,10 +8,8 @@ when a rollout has an eval table; pyarrow only for big or Parquet tables; pandas
 from typing import Any
 
 from doctor.core.probe import LazyProbe, lazy_attr
-from probes.eval_slices.canary import RULES as CANARY_RULES
-from probes.eval_slices.rules import RULES as SLICE_RULES
+from probes.eval_slices.rules import CHECKS, RULES
 
-RULES = SLICE_RULES + CANARY_RULES
 PROBES = [
     LazyProbe(
         "eval_slices",
@@ -28,4 +26,4 @@ def __getattr__(name: str) -> Any:
     return lazy_attr(__name__, {"comparison_table": "probe", "to_markdown": "probe"}, name)
 
 
-__all__ = ["PROBES", "RULES", "comparison_table", "to_markdown"]
+__all__ = ["CHECKS", "PROBES", "RULES", "comparison_table", "to_markdown"]

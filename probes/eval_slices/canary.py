@@ -1,4 +1,5 @@
-"""Canary rollback rules (EVL040-043) and the lab's verdict (EVL044-045), from what `doctor lab` wrote.
+"""Canary rollback checks (EVL040-043) and the lab's verdict (EVL044-045), from what `doctor lab` wrote
+(the rules are declared in rules.py, flag "canary"; one check per rule below).
 
 EVL044/EVL045: the rollout's `.doctor/lab/*/report.json` (docs/lab.md) — PEFT not justified, or the chosen
 variant — evidence the adaptation-path playbook branches on.
@@ -25,91 +26,26 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from doctor.core.model import Finding, Severity
 from doctor.core.probe import Probe, ProbeContext, Rollout
-from doctor.core.rules import rule
+from doctor.core.rules import Rule
+from probes.eval_slices.rules import (
+    CANARY_BAD_PLAN,
+    CANARY_NO_TABLE,
+    CANARY_RULES,
+    CANARY_SAFETY,
+    CANARY_SLICE,
+    CHECKS,
+    LAB_CHOSEN,
+    LAB_NOT_JUSTIFIED,
+)
 
 PLAN_SCHEMA = "peft-doctor/canary/1"
-
-CANARY_SLICE = rule(
-    "EVL040",
-    "Canary crossed a rollback threshold",
-    "error",
-    ["slice_regression"],
-    """
-    The canary's eval table scores a slice below the rollback threshold of its canary plan. `doctor lab`
-    derives each threshold from the lab's own intervals for the chosen variant: the lower of (prompt-only
-    accuracy + the lower 95% bound of the paired gain) and the lower 95% Wilson bound of the variant's
-    accuracy, so sampling noise alone does not trigger a rollback while a drop the lab never saw does.
-    """,
-    """
-    Roll back: set the canary's status to rejected/retired and serve its `rollback_to` version, then look at
-    what differs between the lab and the canary traffic (prompt format, slice mix, serving path).
-    """,
-)
-CANARY_SAFETY = rule(
-    "EVL041",
-    "Canary refusal rate below the safety rollback threshold",
-    "error",
-    ["safety_regression"],
-    """
-    On a safety slice the canary refuses fewer harmful prompts than the canary plan's `min_refusal_rate`
-    (from the lab's refusal interval for the chosen variant). Refusals come from the `refused` column when
-    the table has one, else from the slice's score (refusal scorer).
-    """,
-    "Roll back to the `rollback_to` version now; re-run the lab with refusal data in the training mix.",
-)
-CANARY_NO_TABLE = rule(
-    "EVL042",
-    "Canary plan without canary results",
-    "info",
-    [],
-    """
-    A canary version has a canary plan, but its eval table does not exist yet (info), or it lacks a slice the
-    plan has a threshold for, or has no rows of the plan's variant (warning): that slice is not guarded.
-    """,
-    "Evaluate the canary on the lab's eval set and write the table where the plan's `eval_table` says.",
-)
-CANARY_BAD_PLAN = rule(
-    "EVL043",
-    "Canary plan unreadable",
-    "warning",
-    ["input_unreadable"],
-    "A registry entry names a canary plan that is missing, not JSON, or not a peft-doctor/canary/1 plan.",
-    "Re-run `doctor lab run` (it writes the plan) or fix the `canary_plan` path in the registry.",
-)
-
-LAB_NOT_JUSTIFIED = rule(
-    "EVL044",
-    "Lab: PEFT not justified",
-    "info",
-    [],
-    """
-    The rollout's last `doctor lab` run (`.doctor/lab/<name>/report.json`) found no trained variant whose
-    overall paired 95% interval against the prompt-only baseline lies above zero: at this budget and eval
-    set, LoRA and QLoRA do not beat prompting beyond noise. The adaptation-path playbook reads this as
-    "prompt optimization has not plateaued".
-    """,
-    "Keep improving the prompt (template, few-shot examples); re-run the lab with more data or steps to look again.",
-)
-LAB_CHOSEN = rule(
-    "EVL045",
-    "Lab: a trained variant beats prompt-only",
-    "info",
-    [],
-    """
-    The rollout's last `doctor lab` run found a trained variant that beats the prompt-only baseline beyond
-    noise; the message names the chosen variant (the smallest rank meeting the target) and its numbers. The
-    adaptation-path playbook reads this as evidence that prompting plateaued below what an adapter reaches.
-    """,
-    "Ship the chosen variant as the canary the lab registered; `doctor check` then guards it (EVL040/EVL041).",
-)
-
-RULES = (CANARY_SLICE, CANARY_SAFETY, CANARY_NO_TABLE, CANARY_BAD_PLAN, LAB_NOT_JUSTIFIED, LAB_CHOSEN)
 
 
 def wilson(k: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
@@ -189,140 +125,246 @@ def slice_rates(table_path: Path, variant: str | None) -> dict[str, dict[str, fl
     return out
 
 
+@dataclass
+class LabReport:
+    """One `.doctor/lab/<name>/report.json`: its variants and verdict, or why it cannot be read."""
+
+    path: Path
+    error: str = ""
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    justified: bool = False
+    chosen: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.parent.name
+
+
+@dataclass
+class Canary:
+    """A registry canary with its plan, read once: the plan, the canary table's per-slice rates, or the
+    step that failed (`plan_error`, no table `found`, `table_error`)."""
+
+    registry: Path
+    who: str
+    plan_path: Path
+    plan: dict[str, Any] | None = None
+    plan_error: str = ""
+    table: Path | None = None
+    variant: str = "canary"
+    back: Any = None
+    found: bool = False  # the canary table exists
+    rates: dict[str, dict[str, float]] | None = None
+    table_error: str | None = None
+
+    @property
+    def back_txt(self) -> str:
+        return (
+            f"roll back to v{self.back}" if self.back is not None else "roll back (no rollback_to version is recorded)"
+        )
+
+    def guarded(self) -> Iterator[tuple[str, dict[str, Any], dict[str, float] | None]]:
+        """(slice, thresholds, the canary's rates on it or None) for each slice the plan guards."""
+        if self.plan is None or self.rates is None:
+            return
+        for sl, th in sorted(self.plan["thresholds"].items()):
+            yield sl, th, self.rates.get(sl)
+
+
+@dataclass
+class CanaryReview:
+    """What the canary checks judge in one rollout: its lab reports and its registries' canaries."""
+
+    labs: list[LabReport]
+    canaries: list[Canary]
+
+
+def read_lab(path: Path) -> LabReport:
+    try:
+        rep = json.loads(path.read_text(encoding="utf-8"))
+        rows = {v["name"]: v for v in rep["variants"]}
+        justified, chosen = bool(rep["peft_justified"]), rep.get("chosen")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return LabReport(path, error=f"{type(exc).__name__}: {exc}")
+    ev = {
+        "lab": path.parent.name,
+        "peft_justified": justified,
+        "chosen": chosen,
+        "variants": {n: {k: v.get(k) for k in ("overall", "overall_delta", "overall_ci", "meets_target")}
+                     for n, v in rows.items()},
+    }  # fmt: skip
+    return LabReport(path, rows=rows, justified=justified, chosen=chosen, evidence=ev)
+
+
+def read_canary(folder: Path, registry: Path, entry: dict[str, Any]) -> Canary:
+    plan_path = Path(str(entry["canary_plan"]))
+    plan_path = plan_path if plan_path.is_absolute() else folder / plan_path
+    c = Canary(registry, f"{entry.get('name')} v{entry.get('version')}", plan_path)
+    try:
+        c.plan = read_plan(plan_path)
+    except ValueError as exc:
+        c.plan_error = str(exc)
+        return c
+    table = Path(c.plan["eval_table"])
+    c.table = table if table.is_absolute() else (plan_path.parent / table).resolve()
+    c.variant = c.plan.get("variant") or "canary"
+    c.back = entry.get("rollback_to")
+    c.found = c.table.is_file()
+    if not c.found:
+        return c
+    try:
+        c.rates = slice_rates(c.table, c.variant)
+    except Exception as exc:
+        c.table_error = str(exc)
+    return c
+
+
 class CanaryProbe(Probe):
     name = "eval_canary"
     kinds = frozenset()
-    rules = RULES
+    rules = CANARY_RULES
 
     def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
-        out: list[Finding] = list(self._labs(rollout))
-        for art in rollout.of_kind("registry"):
-            # The registry probe read the file and lists its canaries in the facts (an unreadable registry is
-            # its finding, and lists none).
-            for entry in art.facts.get("canaries") or []:
-                out.extend(self._entry(art.path.parent, art.path, entry))
-        return out
-
-    def _labs(self, rollout: Rollout) -> Iterable[Finding]:
-        """One EVL044/EVL045 finding per lab report of the rollout (its `.doctor/lab/*/report.json`)."""
         base = rollout.root / ".doctor" / "lab"
-        if not base.is_dir():
-            return
-        for path in sorted(base.glob("*/report.json")):
-            try:
-                rep = json.loads(path.read_text(encoding="utf-8"))
-                rows = {v["name"]: v for v in rep["variants"]}
-                justified, chosen = bool(rep["peft_justified"]), rep.get("chosen")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                yield CANARY_BAD_PLAN.finding(
-                    path, f"lab report {path} cannot be read: {type(exc).__name__}: {exc}", locator="lab"
-                )
-                continue
-            trained = [v for v in rows.values() if v.get("method") in ("lora", "qlora") and v.get("overall_ci")]
-            ev = {
-                "lab": path.parent.name,
-                "peft_justified": justified,
-                "chosen": chosen,
-                "variants": {n: {k: v.get(k) for k in ("overall", "overall_delta", "overall_ci", "meets_target")}
-                             for n, v in rows.items()},
-            }  # fmt: skip
-            if not justified:
-                best = max(trained, key=lambda v: v.get("overall_delta") or -1, default=None)
-                detail = (
-                    f"; best {best['name']}: overall {best['overall_delta'] * 100:+.1f} pts (95% CI "
-                    f"{best['overall_ci'][0] * 100:+.1f} … {best['overall_ci'][1] * 100:+.1f})"
-                    if best and best.get("overall_delta") is not None and None not in best["overall_ci"]
-                    else ""
-                )
-                yield LAB_NOT_JUSTIFIED.finding(
-                    path,
-                    f"lab {path.parent.name}: no trained variant beats prompt-only beyond noise{detail}",
-                    locator=f"lab {path.parent.name}",
-                    evidence=ev,
-                )
-            else:
-                c = rows.get(chosen) if chosen else None
-                what = (
-                    f"chose {chosen} (overall {c['overall'] * 100:.1f}%, {c['overall_delta'] * 100:+.1f} pts vs "
-                    "prompt-only)"
-                    if c and c.get("overall") is not None and c.get("overall_delta") is not None
-                    else "no variant met the target, though one beats prompt-only beyond noise"
-                )
-                yield LAB_CHOSEN.finding(path, f"lab {path.parent.name}: {what}", locator=f"lab {path.parent.name}",
-                                         evidence=ev)  # fmt: skip
+        labs = [read_lab(p) for p in sorted(base.glob("*/report.json"))] if base.is_dir() else []
+        # The registry probe read the file and lists its canaries in the facts (an unreadable registry is its
+        # finding, and lists none).
+        canaries = [
+            read_canary(art.path.parent, art.path, entry)
+            for art in rollout.of_kind("registry")
+            for entry in art.facts.get("canaries") or []
+        ]
+        return CHECKS.run("rollout", CanaryReview(labs, canaries), ctx, applies=is_canary_rule)
 
-    def _entry(self, folder: Path, registry: Path, entry: dict[str, Any]) -> Iterable[Finding]:
-        who = f"{entry.get('name')} v{entry.get('version')}"
-        plan_path = Path(str(entry["canary_plan"]))
-        plan_path = plan_path if plan_path.is_absolute() else folder / plan_path
-        try:
-            plan = read_plan(plan_path)
-        except ValueError as exc:
+
+def is_canary_rule(rule: Rule) -> bool:
+    return rule.has("canary")
+
+
+@CHECKS(CANARY_BAD_PLAN, scope="rollout")
+def bad_plan(review: CanaryReview, ctx: ProbeContext) -> Iterator[Finding]:
+    """A lab report, canary plan or canary table that cannot be read."""
+    for lab in review.labs:
+        if lab.error:
+            yield CANARY_BAD_PLAN.finding(lab.path, f"lab report {lab.path} cannot be read: {lab.error}", locator="lab")
+    for c in review.canaries:
+        if c.plan_error:
             yield CANARY_BAD_PLAN.finding(
-                registry,
-                f"{who}: canary plan {plan_path}: {exc}",
-                locator=f"{who}:canary_plan",
-                evidence={"plan": str(plan_path)},
+                c.registry,
+                f"{c.who}: canary plan {c.plan_path}: {c.plan_error}",
+                locator=f"{c.who}:canary_plan",
+                evidence={"plan": str(c.plan_path)},
             )
-            return
-        table = Path(plan["eval_table"])
-        table = table if table.is_absolute() else (plan_path.parent / table).resolve()
-        variant = plan.get("variant") or "canary"
-        back = entry.get("rollback_to")
-        back_txt = f"roll back to v{back}" if back is not None else "roll back (no rollback_to version is recorded)"
-        if not table.is_file():
-            yield CANARY_NO_TABLE.finding(
-                plan_path,
-                f"{who}: no canary eval table yet at {table}; {len(plan['thresholds'])} slice thresholds are waiting",
-                locator=f"{who}:eval_table",
-                evidence={"eval_table": str(table), "thresholds": plan["thresholds"]},
-            )
-            return
-        try:
-            rates = slice_rates(table, variant)
-        except Exception as exc:
+        elif c.table_error is not None and c.table is not None:
             yield CANARY_BAD_PLAN.finding(
-                table,
-                f"{who}: canary eval table {table.name} cannot be analysed: {exc}",
-                locator=f"{who}:eval_table",
+                c.table,
+                f"{c.who}: canary eval table {c.table.name} cannot be analysed: {c.table_error}",
+                locator=f"{c.who}:eval_table",
                 severity=Severity.WARNING,
             )
-            return
-        lab = plan.get("lab") or {}
-        for sl, th in sorted(plan["thresholds"].items()):
-            got = rates.get(sl)
+
+
+@CHECKS(LAB_NOT_JUSTIFIED, scope="rollout")
+def lab_not_justified(review: CanaryReview, ctx: ProbeContext) -> Iterator[Finding]:
+    for lab in review.labs:
+        if lab.error or lab.justified:
+            continue
+        trained = [v for v in lab.rows.values() if v.get("method") in ("lora", "qlora") and v.get("overall_ci")]
+        best = max(trained, key=lambda v: v.get("overall_delta") or -1, default=None)
+        detail = (
+            f"; best {best['name']}: overall {best['overall_delta'] * 100:+.1f} pts (95% CI "
+            f"{best['overall_ci'][0] * 100:+.1f} … {best['overall_ci'][1] * 100:+.1f})"
+            if best and best.get("overall_delta") is not None and None not in best["overall_ci"]
+            else ""
+        )
+        yield LAB_NOT_JUSTIFIED.finding(
+            lab.path,
+            f"lab {lab.name}: no trained variant beats prompt-only beyond noise{detail}",
+            locator=f"lab {lab.name}",
+            evidence=lab.evidence,
+        )
+
+
+@CHECKS(LAB_CHOSEN, scope="rollout")
+def lab_chosen(review: CanaryReview, ctx: ProbeContext) -> Iterator[Finding]:
+    for lab in review.labs:
+        if lab.error or not lab.justified:
+            continue
+        c = lab.rows.get(lab.chosen) if lab.chosen else None
+        what = (
+            f"chose {lab.chosen} (overall {c['overall'] * 100:.1f}%, {c['overall_delta'] * 100:+.1f} pts vs "
+            "prompt-only)"
+            if c and c.get("overall") is not None and c.get("overall_delta") is not None
+            else "no variant met the target, though one beats prompt-only beyond noise"
+        )
+        yield LAB_CHOSEN.finding(lab.path, f"lab {lab.name}: {what}", locator=f"lab {lab.name}", evidence=lab.evidence)
+
+
+@CHECKS(CANARY_NO_TABLE, scope="rollout")
+def canary_unguarded(review: CanaryReview, ctx: ProbeContext) -> Iterator[Finding]:
+    """No canary table yet (info), or a guarded slice without rows of the plan's variant (warning)."""
+    for c in review.canaries:
+        if c.plan is None or c.table is None:
+            continue
+        if not c.found:
+            yield CANARY_NO_TABLE.finding(
+                c.plan_path,
+                f"{c.who}: no canary eval table yet at {c.table}; {len(c.plan['thresholds'])} slice thresholds "
+                "are waiting",
+                locator=f"{c.who}:eval_table",
+                evidence={"eval_table": str(c.table), "thresholds": c.plan["thresholds"]},
+            )
+            continue
+        for sl, _th, got in c.guarded():
             if got is None:
                 yield CANARY_NO_TABLE.finding(
-                    table,
-                    f"{who}: the canary table has no rows of variant {variant!r} on slice {sl}; its threshold "
+                    c.table,
+                    f"{c.who}: the canary table has no rows of variant {c.variant!r} on slice {sl}; its threshold "
                     "is not checked",
-                    locator=f"{who}:{sl}",
+                    locator=f"{c.who}:{sl}",
                     severity=Severity.WARNING,
-                    evidence={"slice": sl, "variant": variant, "slices_found": sorted(rates)},
+                    evidence={"slice": sl, "variant": c.variant, "slices_found": sorted(c.rates or {})},
                 )
+
+
+@CHECKS(CANARY_SLICE, scope="rollout")
+def canary_slice_below(review: CanaryReview, ctx: ProbeContext) -> Iterator[Finding]:
+    for c in review.canaries:
+        lab = (c.plan or {}).get("lab") or {}
+        for sl, th, got in c.guarded():
+            if got is None or "min_accuracy" not in th or not got["accuracy"] < th["min_accuracy"]:
                 continue
             n = int(got["n"])
             seen = (lab.get("slices") or {}).get(sl, {})
-            if "min_accuracy" in th and got["accuracy"] < th["min_accuracy"]:
-                lo, hi = wilson(got["correct"], n)
-                was = f"; the lab measured {_pc(seen['accuracy'])}" if "accuracy" in seen else ""
-                yield CANARY_SLICE.finding(
-                    table,
-                    f"{who} canary on slice {sl}: accuracy {_pc(got['accuracy'])} (n={n}, 95% CI {_pc(lo)} … "
-                    f"{_pc(hi)}) is below the rollback threshold {_pc(th['min_accuracy'])}{was}: {back_txt}",
-                    locator=f"{who}:{sl}",
-                    evidence={"slice": sl, "threshold": th["min_accuracy"], "canary": got, "rollback_to": back,
-                              "plan": str(plan_path)},
-                )  # fmt: skip
+            lo, hi = wilson(got["correct"], n)
+            was = f"; the lab measured {_pc(seen['accuracy'])}" if "accuracy" in seen else ""
+            yield CANARY_SLICE.finding(
+                c.table,
+                f"{c.who} canary on slice {sl}: accuracy {_pc(got['accuracy'])} (n={n}, 95% CI {_pc(lo)} … "
+                f"{_pc(hi)}) is below the rollback threshold {_pc(th['min_accuracy'])}{was}: {c.back_txt}",
+                locator=f"{c.who}:{sl}",
+                evidence={"slice": sl, "threshold": th["min_accuracy"], "canary": got, "rollback_to": c.back,
+                          "plan": str(c.plan_path)},
+            )  # fmt: skip
+
+
+@CHECKS(CANARY_SAFETY, scope="rollout")
+def canary_refusal_below(review: CanaryReview, ctx: ProbeContext) -> Iterator[Finding]:
+    for c in review.canaries:
+        for sl, th, got in c.guarded():
+            if got is None:
+                continue
+            n = int(got["n"])
             rate = got["refusal_rate"]
             if "min_refusal_rate" in th and not math.isnan(rate) and rate < th["min_refusal_rate"]:
                 lo, hi = wilson(got["refused"], n)
                 yield CANARY_SAFETY.finding(
-                    table,
-                    f"{who} canary on safety slice {sl}: refusal rate {_pc(got['refusal_rate'])} (n={n}, 95% CI "
+                    c.table,
+                    f"{c.who} canary on safety slice {sl}: refusal rate {_pc(got['refusal_rate'])} (n={n}, 95% CI "
                     f"{_pc(lo)} … {_pc(hi)}) is below the rollback threshold {_pc(th['min_refusal_rate'])}: "
-                    f"{back_txt}",
-                    locator=f"{who}:{sl}",
+                    f"{c.back_txt}",
+                    locator=f"{c.who}:{sl}",
                     evidence={"slice": sl, "threshold": th["min_refusal_rate"], "canary": got,
-                              "rollback_to": back, "plan": str(plan_path)},
+                              "rollback_to": c.back, "plan": str(c.plan_path)},
                 )  # fmt: skip

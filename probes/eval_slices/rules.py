@@ -1,7 +1,13 @@
-"""EVL rules: per-slice regressions, safety, coverage, pairing, bad input and the release gate."""
+"""EVL rules: per-slice regressions, safety, coverage, pairing, bad input, the release gate, and the canary
+rollback thresholds and lab verdicts `doctor lab` writes (EVL040-045, flag "canary": the canary probe's).
+
+`CHECKS` holds one check per rule, registered beside its logic: probes/eval_slices/checks/ (eval tables
+and their comparison) and probes/eval_slices/canary.py (canary plans, lab reports).
+"""
 
 from __future__ import annotations
 
+from doctor.core.checks import CheckSet
 from doctor.core.rules import rule
 
 SLICE_REGRESSION = rule(
@@ -271,7 +277,90 @@ SUMMARY_MISMATCH = rule(
     tolerance=0.005,
 )
 
-RULES = (
+# The canary probe's rules (probes/eval_slices/canary.py): run on the registry's canaries and lab reports.
+CANARY = {"canary"}
+
+CANARY_SLICE = rule(
+    "EVL040",
+    "Canary crossed a rollback threshold",
+    "error",
+    ["slice_regression"],
+    """
+    The canary's eval table scores a slice below the rollback threshold of its canary plan. `doctor lab`
+    derives each threshold from the lab's own intervals for the chosen variant: the lower of (prompt-only
+    accuracy + the lower 95% bound of the paired gain) and the lower 95% Wilson bound of the variant's
+    accuracy, so sampling noise alone does not trigger a rollback while a drop the lab never saw does.
+    """,
+    """
+    Roll back: set the canary's status to rejected/retired and serve its `rollback_to` version, then look at
+    what differs between the lab and the canary traffic (prompt format, slice mix, serving path).
+    """,
+    flags=CANARY,
+)
+CANARY_SAFETY = rule(
+    "EVL041",
+    "Canary refusal rate below the safety rollback threshold",
+    "error",
+    ["safety_regression"],
+    """
+    On a safety slice the canary refuses fewer harmful prompts than the canary plan's `min_refusal_rate`
+    (from the lab's refusal interval for the chosen variant). Refusals come from the `refused` column when
+    the table has one, else from the slice's score (refusal scorer).
+    """,
+    "Roll back to the `rollback_to` version now; re-run the lab with refusal data in the training mix.",
+    flags=CANARY,
+)
+CANARY_NO_TABLE = rule(
+    "EVL042",
+    "Canary plan without canary results",
+    "info",
+    [],
+    """
+    A canary version has a canary plan, but its eval table does not exist yet (info), or it lacks a slice the
+    plan has a threshold for, or has no rows of the plan's variant (warning): that slice is not guarded.
+    """,
+    "Evaluate the canary on the lab's eval set and write the table where the plan's `eval_table` says.",
+    flags=CANARY,
+)
+CANARY_BAD_PLAN = rule(
+    "EVL043",
+    "Canary plan unreadable",
+    "warning",
+    ["input_unreadable"],
+    "A registry entry names a canary plan that is missing, not JSON, or not a peft-doctor/canary/1 plan.",
+    "Re-run `doctor lab run` (it writes the plan) or fix the `canary_plan` path in the registry.",
+    flags=CANARY,
+)
+
+LAB_NOT_JUSTIFIED = rule(
+    "EVL044",
+    "Lab: PEFT not justified",
+    "info",
+    [],
+    """
+    The rollout's last `doctor lab` run (`.doctor/lab/<name>/report.json`) found no trained variant whose
+    overall paired 95% interval against the prompt-only baseline lies above zero: at this budget and eval
+    set, LoRA and QLoRA do not beat prompting beyond noise. The adaptation-path playbook reads this as
+    "prompt optimization has not plateaued".
+    """,
+    "Keep improving the prompt (template, few-shot examples); re-run the lab with more data or steps to look again.",
+    flags=CANARY,
+)
+LAB_CHOSEN = rule(
+    "EVL045",
+    "Lab: a trained variant beats prompt-only",
+    "info",
+    [],
+    """
+    The rollout's last `doctor lab` run found a trained variant that beats the prompt-only baseline beyond
+    noise; the message names the chosen variant (the smallest rank meeting the target) and its numbers. The
+    adaptation-path playbook reads this as evidence that prompting plateaued below what an adapter reaches.
+    """,
+    "Ship the chosen variant as the canary the lab registered; `doctor check` then guards it (EVL040/EVL041).",
+    flags=CANARY,
+)
+
+SLICE_RULES = (
     SLICE_REGRESSION,
     MASKED_REGRESSION,
     SAFETY_REGRESSION,
@@ -294,3 +383,7 @@ RULES = (
     PERFECT_SCORES,
     SUMMARY_MISMATCH,
 )
+CANARY_RULES = (CANARY_SLICE, CANARY_SAFETY, CANARY_NO_TABLE, CANARY_BAD_PLAN, LAB_NOT_JUSTIFIED, LAB_CHOSEN)
+RULES = SLICE_RULES + CANARY_RULES
+
+CHECKS = CheckSet("eval_slices", RULES)
