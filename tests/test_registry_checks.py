@@ -29,7 +29,7 @@ def test_one_check_per_rule_and_reg004_runs_in_both_scopes():
     _impl_modules()
     assert family.CHECKS.missing() == []
     assert {c.rule.id for c in family.CHECKS} == {r.id for r in family.RULES}
-    scopes = {c.rule.id: (c.scope, *c.also) for c in family.CHECKS}
+    scopes = {c.rule.id: c.scopes for c in family.CHECKS}
     assert scopes["REG004"] == ("artifact", "rollout")  # registered files per registry, served files per rollout
     assert {scopes[r] for r in ("REG008", "REG009", "REG010")} == {("rollout",)}
     assert all(scopes[r] == ("artifact",) for r in ("REG001", "REG002", "REG003", "REG005", "REG006", "REG007"))

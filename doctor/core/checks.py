@@ -42,16 +42,17 @@ class Check:
     rule: Rule
     scope: Scope
     fn: CheckFn
-    # Further scopes the same check runs in, for a rule with two stages: the registry's REG004 compares each
-    # registered file with its entry per registry (artifact scope) and each served file per rollout.
-    also: tuple[Scope, ...] = ()
-
-    def runs_in(self, scope: Scope) -> bool:
-        return scope == self.scope or scope in self.also
+    # Every scope the check runs in (its first is `scope`): a rule whose cases arise in both phases — a
+    # path written in a config that cannot be followed, met when the config is read or when the rollout's
+    # adapters are resolved — keeps one check registered for ("artifact", "rollout").
+    scopes: tuple[Scope, ...] = ()
 
     @property
     def where(self) -> str:
         return f"{self.fn.__module__}.{self.fn.__qualname__}"
+
+    def runs_in(self, scope: Scope) -> bool:
+        return scope in (self.scopes or (self.scope,))
 
 
 class CheckSet:
@@ -62,19 +63,18 @@ class CheckSet:
         self.rules = {r.id: r for r in rules}
         self._checks: dict[str, Check] = {}
 
-    def __call__(
-        self, rule: Rule, scope: Scope = "artifact", also: tuple[Scope, ...] = ()
-    ) -> Callable[[CheckFn], CheckFn]:
-        for s in (scope, *also):
-            if s not in SCOPES:
-                raise ValueError(f"check scope {s!r} is not one of {SCOPES}")
+    def __call__(self, rule: Rule, scope: Scope | tuple[Scope, ...] = "artifact") -> Callable[[CheckFn], CheckFn]:
+        scopes: tuple[Scope, ...] = (scope,) if isinstance(scope, str) else tuple(scope)
+        bad = [s for s in scopes if s not in SCOPES]
+        if bad or not scopes:
+            raise ValueError(f"check scope {scope!r} is not one of {SCOPES}")
         if rule.id not in self.rules:
             raise ValueError(f"{rule.id} is not a {self.family} rule")
 
         def register(fn: CheckFn) -> CheckFn:
             if rule.id in self._checks:
                 raise ValueError(f"{rule.id} already has a check: {self._checks[rule.id].where}")
-            self._checks[rule.id] = Check(rule, scope, fn, tuple(also))
+            self._checks[rule.id] = Check(rule, scopes[0], fn, scopes)
             return fn
 
         return register

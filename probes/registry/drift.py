@@ -19,7 +19,7 @@ from probes.registry.store import WEIGHTS
 from probes.registry.subject import RegistryFile, Routing, where
 
 
-@CHECKS(SHA_MISMATCH, scope="artifact", also=("rollout",))
+@CHECKS(SHA_MISMATCH, scope=("artifact", "rollout"))
 def sha_mismatch(subject: RegistryFile | Routing, ctx: ProbeContext) -> Iterator[Finding]:
     """Per registry file: each entry's file (hashed by the disk pass) against its sha256. Per rollout: each
     file a server routes against the sha256s the registry records for that name (its live versions)."""
