@@ -27,10 +27,10 @@ from safetensors.numpy import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from doctor.core.discovery import discover
 from doctor.core.probe import ProbeContext
 from doctor.core.settings import Settings
 from doctor.engine import group_rollouts
+from probes import discover
 from probes.registry.probe import RegistryProbe
 from probes.serving.probe import ServingProbe
 

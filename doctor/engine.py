@@ -17,7 +17,7 @@ from doctor.core.probe import Probe, ProbeContext, ReadError, Rollout
 from doctor.core.rules import DOC_NOTHING_FOUND, DOC_PROBE_CRASHED, DOC_SUPPRESSION_EXPIRED
 from doctor.core.session import ScanSession
 from doctor.core.settings import Settings
-from probes import load_probes
+from probes import classifiers, load_probes
 
 Progress = Callable[[str, int, int], None]
 
@@ -93,7 +93,7 @@ def scan(
     findings: list[Finding] = []
     rollouts: list[Rollout] = []
     for t in targets:
-        found = discover(t)
+        found = discover(t, classifiers())  # each family says which files are its formats
         findings.extend(nothing_found(t, found))
         artifacts.extend(found)
         rollouts.extend(group_rollouts(found, t.resolve() if t.is_dir() else t.resolve().parent))

@@ -1,4 +1,5 @@
-"""Probe families, one package per domain. Each exposes RULES (a tuple of Rule) and PROBES (a list of Probe).
+"""Probe families, one package per domain. Each exposes RULES (a tuple of Rule), PROBES (a list of Probe) and
+CLASSIFIERS (its formats: doctor.core.discovery.Classifier, in probes/<family>/formats.py).
 
 Probes never import Textual or the training stack: they are on the `doctor check` start-up path.
 """
@@ -10,6 +11,10 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from doctor.core.discovery import Classifier
+    from doctor.core.model import Artifact
     from doctor.core.probe import Probe
     from doctor.core.rules import RuleRegistry
 
@@ -42,3 +47,30 @@ def load_probes() -> list[Probe]:
     for mod in _modules():
         probes.extend(getattr(mod, "PROBES", ()))
     return probes
+
+
+@cache
+def classifiers() -> tuple[Classifier, ...]:
+    """Every family's format classifiers in the order discovery asks them (strongest evidence first)."""
+    from doctor.core.discovery import by_strength
+
+    return by_strength(c for mod in _modules() for c in getattr(mod, "CLASSIFIERS", ()))
+
+
+def discover(target: Path) -> list[Artifact]:
+    """doctor.core.discovery.discover with every family's formats: what `doctor check` finds under target."""
+    from doctor.core import discovery
+
+    return discovery.discover(target, classifiers())
+
+
+def classify_file(path: Path) -> str | None:
+    from doctor.core import discovery
+
+    return discovery.classify_file(path, classifiers())
+
+
+def classify_dir(path: Path) -> str | None:
+    from doctor.core import discovery
+
+    return discovery.classify_dir(path, classifiers())

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from doctor.core.discovery import classify_file
 from doctor.core.settings import parse_settings
 from doctor.engine import scan
+from probes import classify_file
 from probes.eval_slices import PROBES, comparison_table
 from probes.eval_slices.readers import delimited
 

@@ -7,9 +7,9 @@ import json
 import random
 from pathlib import Path
 
-from doctor.core.discovery import classify_file
 from doctor.core.settings import parse_settings
 from doctor.engine import scan
+from probes import classify_file
 from probes.eval_slices import PROBES
 
 

@@ -178,7 +178,7 @@ def test_200000_deep_json_array_is_doc001_with_position(tmp_path):
 
 # --- size caps read only what they need ------------------------------------------------------------------------
 def test_size_capped_reads_do_not_read_the_whole_file(tmp_path):
-    from doctor.core.discovery import classify_dir
+    from probes import classify_dir
     from probes.common.peft.basemodel import read_base_config
 
     base = tmp_path / "base"

@@ -316,8 +316,8 @@ def test_matrix_rows_and_render(tmp_path):
     assert "SRV003" in text and "ok" in text
     md = render_matrix(rows, "markdown")
     assert md.startswith("| base model |") and md.count("\n") == len(rows) + 2
-    from doctor.core.discovery import discover
     from doctor.engine import group_rollouts
+    from probes import discover
 
     fresh = group_rollouts(discover(root), root)
     assert [r["ok"] for r in compatibility_matrix(fresh)] == [r["ok"] for r in rows]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from doctor.core.discovery import classify_file, discover
+from probes import classify_file, discover
 from probes.serving.readers import parse_config
 from tests.test_serving_configs import make_rollout, ours, run
 

@@ -1,102 +1,82 @@
-"""Find the artifacts under a target by name and a peek at content (never a full parse).
+"""Find the artifacts under a target: the walk, rollout manifests and the rollout each artifact belongs to.
 
-Each artifact belongs to a rollout: the nearest folder at or above it (within the target) that holds
-a `rollout.toml` manifest, else the target itself.
+What a file *is* is not decided here: each probe family owns its formats (probes/<family>/formats.py) and
+exports `CLASSIFIERS`; the engine passes them in (`probes.classifiers()`) and discovery asks them in the
+order given, first answer wins. A classifier looks at a name and a peek (`FilePeek`, `FolderPeek`: the
+first bytes of a file, read once however many classifiers look), never a full parse.
+
+Core keeps what is not a family's: the walk (SKIP_DIRS, checkpoint-N run folders), the rollout manifest
+(`rollout.toml`, which every family reads and which decides the rollouts), the kinds a manifest declares,
+and rollout assignment. Each artifact belongs to a rollout: the nearest folder at or above it (within the
+target) that holds a `rollout.toml` manifest, else the target itself.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
+from typing import Final
 
 from doctor.core.model import Artifact
-from doctor.core.safeio import loads_json, read_text_capped
+from doctor.core.safeio import loads_json
 
 MANIFEST_NAME = "rollout.toml"
 SKIP_DIRS = {".git", ".doctor", "__pycache__", "node_modules", ".venv", "venv", ".mypy_cache", ".ruff_cache"}
 _CHECKPOINT = re.compile(r"^checkpoint-\d+$")
-_PEEK = 16384
+PEEK_BYTES = 16384
 _RUN_ARGS = ("training_args.json", "training_args.bin")
 _RUN_FILES = {"trainer_state.json", *_RUN_ARGS}
 
-_SERVING_WORDS = re.compile(
-    r"vllm\s+serve|vllm\.entrypoints|--enable-lora|enable-lora|text-generation-launcher|lorax-launcher|"
-    r"LORA_ADAPTERS|--lora-adapters|--lora-modules|ghcr\.io/huggingface/text-generation-inference|"
-    r"vllm/vllm-openai|predibase/lorax|ghcr\.io/predibase/lorax|"
-    r"^\s*(?:enable[-_]lora|lora[-_]modules|max[-_]lora[-_]rank)\s*:|"  # `vllm serve --config` YAML keys
-    r"sglang\.launch_server|lmsysorg/sglang|--lora-paths|kubeai\.org/|servingEngineSpec|litellm_params",
-    re.M,
-)
-# A Python file is a launcher only when an engine entry point sits in a string literal of an argument list.
-_PY_LAUNCHER = re.compile(
-    r"""["'](?:sglang\.launch_server|vllm\.entrypoints\.openai\.api_server)["']|["']vllm["']\s*,\s*["']serve["']|"""
-    r"""\bServerArgs\(\s*model_path\s*=|"""
-    r"""\b(?:system|run|Popen|call|check_call|check_output)\(\s*f?["'][^"'\n]*"""
-    r"""(?:vllm\s+serve|sglang\.launch_server|vllm\.entrypoints)"""
-)
-_COMPOSE_NAME = re.compile(r"^(?:docker-)?compose[\w.-]*\.ya?ml$")
-_BUILD_DOCKERFILE = re.compile(r"^\s*(?:dockerfile|build)\s*:\s*['\"]?([\w./-]+)", re.M)
 
+# --- what classifiers see ---------------------------------------------------------------------------------------
+class FilePeek:
+    """The first PEEK_BYTES of one file, read on first use and kept, so a file is read once however many
+    classifiers look. An unreadable file peeks as empty text."""
 
-def _compose_builds_server(path: Path, text: str) -> bool:
-    """A compose file whose services are built from a Dockerfile that launches an engine (name + peek)."""
-    for value in _BUILD_DOCKERFILE.findall(text):
-        if ".." in Path(value).parts or Path(value).is_absolute():
-            continue  # a peek never leaves the compose file's folder (the probe follows it only inside the target)
-        for cand in (path.parent / value, path.parent / value / "Dockerfile"):
-            if cand.is_file() and _SERVING_WORDS.search(_peek(cand)):
-                return True
-    return False
+    __slots__ = ("_columns", "_raw", "path")
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._raw: bytes | None = None
+        self._columns: set[str] | None = None
 
-_TRAIN_CFG_KEYS = re.compile(
-    r"^(base_model|model_name_or_path|adapter|finetuning_type|lora_r|lora_rank|learning_rate|"
-    r"micro_batch_size|num_epochs|stage|load_in_4bit|quantization_bit)\s*:",
-    re.M,
-)
+    def text(self, size: int = PEEK_BYTES) -> str:
+        """The first `size` bytes (at most PEEK_BYTES), decoded leniently."""
+        if self._raw is None:
+            try:
+                with self.path.open("rb") as fh:
+                    self._raw = fh.read(PEEK_BYTES)
+            except OSError:
+                self._raw = b""
+        return self._raw[:size].decode("utf-8", errors="replace")
 
+    @property
+    def first_line(self) -> str:
+        return self.text(4096).split("\n", 1)[0].strip()
 
-# an eval metric (not only timing) in a Trainer metrics dict: "eval_loss", "predict_bleu-4", …
-_EVAL_METRIC_KEY = re.compile(
-    r'"(?:eval|predict|test)_(?!runtime"|samples_per_second"|steps_per_second"|samples"|model_preparation_time")'
-    r'[\w@.\-]+"\s*:\s*-?[\d.]'
-)
+    @property
+    def columns(self) -> set[str]:
+        """Column names (lowercased) of a CSV/TSV header, the first JSONL object or a Parquet schema."""
+        if self._columns is None:
+            self._columns = (
+                _parquet_columns(self.path) if self.path.name.lower().endswith(".parquet") else self._table_columns()
+            )
+        return self._columns
 
-
-# eval outputs doctor scores or reads per item (see probes/eval_slices/readers/)
-_JUDGE_COLS = {"judge", "judgment", "judgement", "judge_model", "feedback", "rationale", "critique"}
-_PRED_COLS = {"prediction", "predicted", "pred", "model_output", "model_answer", "generated", "completion", "output"}
-_TARGET_COLS = {"target", "reference", "gold", "gold_answer", "answer", "label", "expected", "ground_truth"}
-_SUMMARY_NAME = re.compile(r'"(?:model|adapter|variant|run|model_name)"\s*:\s*"')
-_SUMMARY_METRICS = re.compile(r'"metrics"\s*:\s*\{')
-
-
-def _peek(path: Path, size: int = _PEEK) -> str:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(size).decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _first_line(path: Path) -> str:
-    text = _peek(path, 4096)
-    return text.split("\n", 1)[0].strip()
-
-
-def _columns_of_table(path: Path) -> set[str]:
-    """Column names of a CSV header or the first JSONL object (lowercased)."""
-    line = _first_line(path)
-    if path.suffix == ".csv" or path.suffix == ".tsv":
-        sep = "\t" if path.suffix == ".tsv" else ","
-        return {c.strip().strip('"').lower() for c in line.split(sep)}
-    try:
-        obj = loads_json(line)
-    except ValueError:
-        return set()
-    return {str(k).lower() for k in obj} if isinstance(obj, dict) else set()
+    def _table_columns(self) -> set[str]:
+        line = self.first_line
+        if self.path.suffix in (".csv", ".tsv"):
+            sep = "\t" if self.path.suffix == ".tsv" else ","
+            return {c.strip().strip('"').lower() for c in line.split(sep)}
+        try:
+            obj = loads_json(line)
+        except ValueError:
+            return set()
+        return {str(k).lower() for k in obj} if isinstance(obj, dict) else set()
 
 
 def _parquet_columns(path: Path) -> set[str]:
@@ -108,107 +88,113 @@ def _parquet_columns(path: Path) -> set[str]:
         return set()
 
 
-def classify_file(path: Path) -> str | None:
-    name = path.name
-    low = name.lower()
-    if name == "trainer_state.json" or name == "trainer_log.jsonl" or low.startswith("events.out.tfevents"):
-        return "training_log"
-    if name == MANIFEST_NAME:
+@dataclass(frozen=True)
+class FolderPeek:
+    """A folder's entry names (listed once, before any classifier is asked)."""
+
+    path: Path
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class PartOf:
+    """A file that is no artifact by itself but part of its folder, an artifact of `kind` (adapter_config.json
+    stands for its adapter folder when it is the whole target)."""
+
+    kind: str
+
+
+class _NotAnArtifact:
+    def __repr__(self) -> str:
+        return "NOT_AN_ARTIFACT"
+
+
+# A file a classifier recognises as its format's and that holds nothing to check (a Dockerfile that starts no
+# engine): no later classifier is asked.
+NOT_AN_ARTIFACT: Final = _NotAnArtifact()
+
+Verdict = str | PartOf | _NotAnArtifact | None
+FileClassifier = Callable[[Path, FilePeek], Verdict]
+FolderClassifier = Callable[[Path, FolderPeek], str | None]
+
+
+class Evidence(IntEnum):
+    """How strong a classifier's evidence is. `probes.classifiers()` asks the strongest first (stable within
+    a strength, in family order), which reproduces the precedence between families: a trainer_log.jsonl is a
+    training log whatever its columns, a registry YAML with engine words is a registry, a CSV with eval
+    columns and loss/step columns is an eval table. Classifiers of one strength must not claim the same file."""
+
+    NAME = 0  # the name says what it is (trainer_state.json, adapter_config.json, a Dockerfile, a .sh script)
+    MARKER = 1  # an explicit marker in the content ("peft-doctor/registry")
+    SIGNATURE = 2  # a format's distinctive content (engine words, eval columns, a model folder's config.json)
+    HINT = 3  # generic names or keys other formats share (learning_rate:, loss + step columns, mlruns/)
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One family's file and/or folder signatures at one strength. A file classifier returns an artifact
+    kind, PartOf(kind), NOT_AN_ARTIFACT, or None (not mine: ask the next); a folder classifier a kind or None.
+    A folder that gets a kind other than "adapter" is read as one unit (not walked into)."""
+
+    strength: Evidence
+    file: FileClassifier | None = None
+    folder: FolderClassifier | None = None
+
+
+def by_strength(classifiers: Iterable[Classifier]) -> tuple[Classifier, ...]:
+    """The order discovery asks in: strongest evidence first, the given order within a strength."""
+    return tuple(sorted(classifiers, key=lambda c: c.strength))
+
+
+def file_verdict(path: Path, classifiers: Sequence[Classifier]) -> Verdict:
+    """The first answer of the file classifiers (the manifest is core's: rollout.toml is always one)."""
+    if path.name == MANIFEST_NAME:
         return "manifest"
-    if name in ("training_args.json", "training_args.bin"):
-        return "training_config"
-    if name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-        return None  # handled as part of the adapter folder
-    if low.endswith((".yaml", ".yml")):
-        text = _peek(path)
-        if "peft-doctor/registry" in text or (low.startswith("registry") and "adapters:" in text):
-            return "registry"
-        if _SERVING_WORDS.search(text):
-            return "serving_config"
-        if _COMPOSE_NAME.match(low) and _compose_builds_server(path, text):
-            return "serving_config"
-        if _TRAIN_CFG_KEYS.search(text):
-            return "training_config"
-        return None
-    if low.endswith(".sh") or low == "dockerfile" or low.startswith("dockerfile.") or low.endswith(".dockerfile"):
-        return "serving_config" if _SERVING_WORDS.search(_peek(path)) else None
-    if low in ("makefile", "gnumakefile") or low.endswith(".mk"):
-        return "serving_config" if _SERVING_WORDS.search(_peek(path)) else None
-    if low.endswith(".py"):
-        return "serving_config" if _PY_LAUNCHER.search(_peek(path)) else None
-    if low == "generated_predictions.jsonl" and '"predict"' in _peek(path, 4096):
-        return "eval_table"  # LLaMA-Factory do_predict output: prompt / predict / label per line
-    if low.endswith((".csv", ".tsv", ".jsonl", ".parquet")):
-        if low.startswith("samples_") and low.endswith(".jsonl") and '"doc_id"' in _peek(path, 4096):
-            return "eval_table"  # lm-evaluation-harness per-sample output (first line may exceed the peek)
-        cols = _parquet_columns(path) if low.endswith(".parquet") else _columns_of_table(path)
-        if "slice" in cols and ({"score", "correct", "acc", "exact_match"} & cols):
-            return "eval_table"
-        if {"doc_id", "filter"} <= cols or ("doc_id" in cols and "target" in cols):
-            return "eval_table"  # lm-evaluation-harness per-sample output
-        if (_JUDGE_COLS & cols) and ({"score", "scores", "rating", "ratings", "rubric"} & cols):
-            return "eval_table"  # per-item LLM-judge output (MT-Bench judgments, rubric scores)
-        if (_PRED_COLS & cols) and (_TARGET_COLS & cols) and not ({"score", "correct", "acc", "exact_match"} & cols):
-            return "eval_table"  # per-example predictions with targets and no score: doctor scores them
-        if "slice" in cols and ({"prompt", "instruction", "input", "question"} & cols):
-            return "eval_set"
-        if ({"loss", "train/loss", "train_loss"} & cols) and ({"step", "current_steps", "global_step", "_step"} & cols):
-            return "training_log"
-        return None
-    if low.endswith(".json") and low.startswith("results"):
-        text = _peek(path, 4096)
-        if '"results"' in text and ('"config"' in text or '"versions"' in text):
-            return "eval_table"  # lm-evaluation-harness results JSON
-    if low.endswith(".json") and not low.startswith(("config", "adapter_config", "tokenizer", "generation_config")):
-        text = _peek(path)
-        if _SUMMARY_METRICS.search(text) and _SUMMARY_NAME.search(text):
-            return "eval_table"  # a summary of eval runs: model/adapter names with metrics dicts
-    trainer_metrics = ("all_results.json", "eval_results.json", "predict_results.json", "test_results.json")
-    if low in trainer_metrics and _EVAL_METRIC_KEY.search(_peek(path, 4096)):
-        return "eval_table"  # HF Trainer / LLaMA-Factory metrics with eval_* / predict_* scores
+    peek = FilePeek(path)
+    for c in classifiers:
+        if c.file is not None and (verdict := c.file(path, peek)) is not None:
+            return verdict
     return None
 
 
-def classify_dir(path: Path) -> str | None:
-    names = set()
+def classify_file(path: Path, classifiers: Sequence[Classifier]) -> str | None:
+    """The artifact kind of one file found in a walk, or None."""
+    verdict = file_verdict(path, classifiers)
+    return verdict if isinstance(verdict, str) else None
+
+
+def classify_dir(path: Path, classifiers: Sequence[Classifier]) -> str | None:
+    """The artifact kind of a folder read as one unit (adapter, base model, MLflow/W&B run), or None."""
     try:
-        names = {e.name for e in os.scandir(path)}
+        peek = FolderPeek(path, frozenset(e.name for e in os.scandir(path)))
     except OSError:
         return None
-    if "adapter_config.json" in names or "adapter_model.safetensors" in names or "adapter_model.bin" in names:
-        return "adapter"
-    if "config.json" in names and ({"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"} & names):
-        try:
-            cfg = loads_json(read_text_capped(path / "config.json", 1_000_000))
-        except (OSError, ValueError):
-            return "base_model"
-        if isinstance(cfg, dict) and "architectures" in cfg:
-            return "base_model"
-    if path.name == "mlruns" or ("meta.yaml" in names and "metrics" in names):
-        return "training_log"
-    if path.name.startswith(("offline-run-", "run-")) and path.parent.name == "wandb":
-        return "training_log"
+    for c in classifiers:
+        if c.folder is not None and (kind := c.folder(path, peek)) is not None:
+            return kind
     return None
 
 
-def discover(target: Path) -> list[Artifact]:
+# --- the walk ---------------------------------------------------------------------------------------------------
+def discover(target: Path, classifiers: Sequence[Classifier]) -> list[Artifact]:
     """All artifacts under target (a file or a folder), each with its rollout folder."""
     target = target.resolve() if target.exists() else target
     found: list[Artifact] = []
     if target.is_file():
-        kind = classify_file(target)
+        verdict = file_verdict(target, classifiers)
+        kind = verdict if isinstance(verdict, str) else None
         manifest = _manifest_above(target.parent)
         if manifest and kind != "manifest":
             declared = {_resolved(p): k for p, k in declared_files(manifest)}
             kind = declared.get(target, kind)
-        if kind is None and target.name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
-            kind, target = "adapter", target.parent
+        if kind is None and isinstance(verdict, PartOf):
+            kind, target = verdict.kind, target.parent
         if kind:
             found.append(Artifact(target, kind))
         root = target.parent
     else:
         root = target
-        found.extend(_walk(target, top=True))
+        found.extend(_walk(target, classifiers, top=True))
         _apply_declared_kinds(found, root)
     _assign_rollouts(found, root)
     return found
@@ -284,8 +270,10 @@ def _apply_declared_kinds(found: list[Artifact], root: Path) -> None:
                 art.kind = kind
 
 
-def _walk(folder: Path, top: bool = False, in_run: bool = False) -> Iterator[Artifact]:
-    kind = classify_dir(folder)
+def _walk(
+    folder: Path, classifiers: Sequence[Classifier], top: bool = False, in_run: bool = False
+) -> Iterator[Artifact]:
+    kind = classify_dir(folder, classifiers)
     if kind is not None:
         yield Artifact(folder, kind)
         if kind != "adapter":
@@ -306,13 +294,13 @@ def _walk(folder: Path, top: bool = False, in_run: bool = False) -> Iterator[Art
                     continue
             if kind == "adapter":
                 continue
-            yield from _walk(p, in_run=bool(_CHECKPOINT.match(entry.name)))
+            yield from _walk(p, classifiers, in_run=bool(_CHECKPOINT.match(entry.name)))
         elif entry.is_file() and (kind != "adapter" or entry.name in _RUN_FILES or entry.name == MANIFEST_NAME):
             # An adapter folder that is also a Trainer/TRL output (save_model into output_dir) keeps its run
             # files and its manifest (doctor init writes one there).
             if in_run and entry.name in _RUN_FILES:
                 continue  # the parent run folder yields the newest checkpoint's state and arguments
-            k = classify_file(p)
+            k = classify_file(p, classifiers)
             if k:
                 yield Artifact(p, k)
     if checkpoints and (kind is None or (kind == "adapter" and top)):

@@ -53,6 +53,7 @@ Base structure and PEFT's module matching (for other probes, e.g. serving's sile
 from typing import Any
 
 from doctor.core.probe import LazyProbe, lazy_attr
+from probes.adapter.formats import CLASSIFIERS
 from probes.adapter.rules import RULES
 
 PROBES = [LazyProbe("adapter", {"adapter"}, "probes.adapter.probe:AdapterProbe")]
@@ -75,4 +76,4 @@ def __getattr__(name: str) -> Any:
     return lazy_attr(__name__, _LAZY, name)
 
 
-__all__ = ["PROBES", "RULES", *_LAZY]
+__all__ = ["CLASSIFIERS", "PROBES", "RULES", *_LAZY]

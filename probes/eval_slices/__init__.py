@@ -8,6 +8,7 @@ when a rollout has an eval table; pyarrow only for big or Parquet tables; pandas
 from typing import Any
 
 from doctor.core.probe import LazyProbe, lazy_attr
+from probes.eval_slices.formats import CLASSIFIERS
 from probes.eval_slices.rules import CHECKS, RULES
 
 PROBES = [
@@ -26,4 +27,4 @@ def __getattr__(name: str) -> Any:
     return lazy_attr(__name__, {"comparison_table": "probe", "to_markdown": "probe"}, name)
 
 
-__all__ = ["CHECKS", "PROBES", "RULES", "comparison_table", "to_markdown"]
+__all__ = ["CHECKS", "CLASSIFIERS", "PROBES", "RULES", "comparison_table", "to_markdown"]

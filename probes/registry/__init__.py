@@ -3,6 +3,7 @@
 from typing import Any
 
 from doctor.core.probe import LazyProbe, lazy_attr
+from probes.registry.formats import CLASSIFIERS
 from probes.registry.rules import CHECKS, RULES
 
 PROBES = [
@@ -21,4 +22,15 @@ def __getattr__(name: str) -> Any:
     return lazy_attr(__name__, names, name)
 
 
-__all__ = ["CHECKS", "PROBES", "RULES", "add_version", "load", "rollout_registries", "save", "set_status", "validate"]
+__all__ = [
+    "CHECKS",
+    "CLASSIFIERS",
+    "PROBES",
+    "RULES",
+    "add_version",
+    "load",
+    "rollout_registries",
+    "save",
+    "set_status",
+    "validate",
+]

@@ -9,6 +9,7 @@ probes.serving.matrix).
 from typing import Any
 
 from doctor.core.probe import LazyProbe, lazy_attr
+from probes.serving.formats import CLASSIFIERS
 from probes.serving.rules import RULES
 
 PROBES = [
@@ -25,4 +26,4 @@ def __getattr__(name: str) -> Any:
     return lazy_attr(__name__, {"compatibility_matrix": "matrix", "render_matrix": "matrix"}, name)
 
 
-__all__ = ["PROBES", "RULES", "compatibility_matrix", "render_matrix"]
+__all__ = ["CLASSIFIERS", "PROBES", "RULES", "compatibility_matrix", "render_matrix"]

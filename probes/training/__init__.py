@@ -1,6 +1,7 @@
 """Training-log probes: read the run's logs into one normalized series and diagnose instability."""
 
 from doctor.core.probe import LazyProbe
+from probes.training.formats import CLASSIFIERS
 from probes.training.rules import RULES
 
 PROBES = [
@@ -13,4 +14,4 @@ PROBES = [
     ),
 ]
 
-__all__ = ["PROBES", "RULES"]
+__all__ = ["CLASSIFIERS", "PROBES", "RULES"]

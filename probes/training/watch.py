@@ -137,7 +137,7 @@ class LogWatcher:
 
 
 def _targets(paths: Iterable[Path]) -> list[Path]:
-    from doctor.core.discovery import discover
+    from probes import discover  # every family's formats: a file another family claims is not a log here
 
     out = []
     for p in paths:
