@@ -5,7 +5,7 @@ Formats: `delimited` (CSV/TSV), `jsonl`, `parquet` (plain id/slice/score tables)
 and `records` reads the keyed records judge/predictions share. Per-example tables (rows with an id, a
 slice and a score) are compared paired; aggregate-only files (`EvalTable.aggregates`) with the unpaired
 test in aggregate.py. The dispatch is by file name first, then by a peek at the content, the same
-signatures doctor/core/discovery.py uses to find the files. Format modules load only when read (this
+signatures probes/eval_slices/formats.py gives discovery to find the files. Format modules load only when read (this
 package imports none of them, nor numpy, at import time; none of them imports this package).
 """
 
