@@ -114,9 +114,15 @@ DOC_CHECKS = CheckSet("doctor", DOC_RULES)
 
 
 @DOC_CHECKS(DOC_UNREADABLE, scope="scan")
-def unreadable_finding(path: Path, reason: str, where: str = "", evidence: dict[str, Any] | None = None) -> Finding:
-    """DOC001 naming the file, the problem and its position (line/column, byte offset, JSON pointer)."""
+def unreadable_finding(
+    path: Path, reason: str, where: str = "", evidence: dict[str, Any] | None = None, *, locator: str | None = None
+) -> Finding:
+    """DOC001 naming the file, the problem and its position (line/column, byte offset, JSON pointer).
+    `locator`: a position for the finding's locator only, when `reason` already says where."""
     shown = f" at {where}" if where else ""
     return DOC_UNREADABLE.finding(
-        path, f"{path.name}: {reason}{shown}", locator=where, evidence={"reason": reason, **(evidence or {})}
+        path,
+        f"{path.name}: {reason}{shown}",
+        locator=where if locator is None else locator,
+        evidence={"reason": reason, **(evidence or {})},
     )

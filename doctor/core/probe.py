@@ -43,11 +43,20 @@ class ProbeContext:
         """The scan's cancel event (an object with is_set()) or None; probes may poll it."""
         return self.session.cancelled
 
-    def unreadable(self, path: Path, reason: str, where: str = "", evidence: dict[str, Any] | None = None) -> None:
-        """A part of `path` could not be read but the reader went on (skipped lines): DOC001 with the position."""
+    def unreadable(
+        self,
+        path: Path,
+        reason: str,
+        where: str = "",
+        evidence: dict[str, Any] | None = None,
+        *,
+        locator: str | None = None,
+    ) -> None:
+        """A part of `path` could not be read but the reader went on (skipped lines): DOC001 with the position
+        (`locator`: the finding's locator only, for a reason that already says where)."""
         from doctor.core.checks import unreadable_finding
 
-        self.session.defer(unreadable_finding(path, reason, where, evidence))
+        self.session.defer(unreadable_finding(path, reason, where, evidence, locator=locator))
 
     def param(self, rule: Rule, name: str) -> Any:
         """A rule's tunable number: the settings' override, else the rule's default."""

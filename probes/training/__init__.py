@@ -2,7 +2,7 @@
 
 from doctor.core.probe import LazyProbe
 from probes.training.formats import CLASSIFIERS
-from probes.training.rules import RULES
+from probes.training.rules import CHECKS, RULES
 
 PROBES = [
     LazyProbe("training", {"training_log"}, "probes.training.probe:TrainingLogProbe"),
@@ -14,4 +14,4 @@ PROBES = [
     ),
 ]
 
-__all__ = ["CLASSIFIERS", "PROBES", "RULES"]
+__all__ = ["CHECKS", "CLASSIFIERS", "PROBES", "RULES"]

@@ -5,23 +5,13 @@ known from the log up to that step (causal), and whose message carries the numbe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from probes.training.detection import Detection, Kind
 from probes.training.series import Series
 from probes.training.stats import MAD_SCALE, first_run, trailing_median, trailing_median_mad
-
-
-@dataclass
-class Detection:
-    kind: str
-    step: int
-    message: str
-    marks: list[int] = field(default_factory=list)
-    data: dict[str, Any] = field(default_factory=dict)
-    severity: str | None = None
 
 
 def g(x: float | None) -> str:
@@ -57,7 +47,7 @@ def non_finite(s: Series, p: dict) -> list[Detection]:
     last_ok = s.steps[:i][np.isfinite(s.loss[:i]) & s.has_loss[:i]]
     return [
         Detection(
-            "non_finite",
+            Kind.NON_FINITE,
             step,
             f"first non-finite value at step {step}: {what}; {count} of {len(s)} logged steps are non-finite",
             marks=[int(x) for x in s.steps[bad][:50]],
@@ -107,7 +97,7 @@ def loss_spikes(s: Series, p: dict, relaxed: bool = False) -> list[Detection]:
     why = " (group_by_length: thresholds relaxed)" if relaxed else ""
     return [
         Detection(
-            "loss_spike",
+            Kind.LOSS_SPIKE,
             int(steps[first]),
             f"{hits.size} loss spike{'s' if hits.size > 1 else ''}; first at step {int(steps[first])}: loss "
             f"{g(x[first])} vs rolling median {g(med[first])} (z={z[first]:.1f}, threshold z>{z_thr:g} and "
@@ -170,7 +160,7 @@ def divergence(s: Series, p: dict) -> list[Detection]:
     last = float(m[-1])
     return [
         Detection(
-            "divergence",
+            Kind.DIVERGENCE,
             int(steps[i]),
             f"loss diverging from step {int(steps[i])}: rolling median ({w} points) {g(m[i])} vs best "
             f"{g(best[i])} at step {int(steps[onset_guess])} (x{m[i] / max(best[i], 1e-12):.2f}, threshold "
@@ -214,7 +204,7 @@ def grad_explosion(s: Series, p: dict, max_grad_norm: float | None = None) -> li
             worst = int(hits[np.argmax(gn[hits])])
             out.append(
                 Detection(
-                    "grad_explosion",
+                    Kind.GRAD_SPIKE,
                     int(steps[i]),
                     f"grad_norm exploded at step {int(steps[i])}: {g(gn[i])} vs rolling median "
                     f"{g(math.exp(med[i]))} (x{math.exp(lg[i] - med[i]):.1f}, z={z[i]:.1f} on log scale; "
@@ -239,7 +229,7 @@ def grad_explosion(s: Series, p: dict, max_grad_norm: float | None = None) -> li
             i = int(np.flatnonzero(over)[0])
             out.append(
                 Detection(
-                    "grad_explosion",
+                    Kind.GRAD_OVER_CLIP,
                     int(steps[i]),
                     f"grad_norm above {p['clip_factor']:g}x max_grad_norm ({max_grad_norm:g}) at "
                     f"{int(over.sum())} of {gn.size} steps, first at step {int(steps[i])} ({g(gn[i])}); "
@@ -283,7 +273,7 @@ def _grad_growth(steps: np.ndarray, gn: np.ndarray, p: dict) -> list[Detection]:
     factor = math.exp(m[i] - early)
     return [
         Detection(
-            "grad_explosion",
+            Kind.GRAD_GROWTH,
             int(steps[i]),
             f"grad_norm growing steadily: rolling median ({w} points) {g(math.exp(m[i]))} at step {int(steps[i])} "
             f"is x{factor:.1f} its early level {g(e0)} (median of steps {int(steps[k])}-{int(steps[k + w - 1])}; "
@@ -317,7 +307,7 @@ def not_learning(s: Series, p: dict) -> list[Detection]:
         j0 = i - p["zero_run"] + 1
         out.append(
             Detection(
-                "not_learning",
+                Kind.LOSS_ZERO,
                 int(s.steps[j0]),
                 f"loss is exactly 0.0 at {int(zero.sum())} logged steps from step {int(s.steps[j0])} with a "
                 f"finite grad_norm: nothing is being learned (masked labels, packing bug, or empty targets)",
@@ -333,7 +323,7 @@ def not_learning(s: Series, p: dict) -> list[Detection]:
         if -p["flat_rel"] * 10 < drop < p["flat_rel"] and not (a == 0.0 and b == 0.0):
             out.append(
                 Detection(
-                    "not_learning",
+                    Kind.LOSS_FLAT,
                     int(steps[-1]),
                     f"loss is flat: median of the first {k} points {g(a)}, of the last {k} points {g(b)} "
                     f"({drop:+.2%} change over steps {int(steps[0])}-{int(steps[-1])}; threshold "
@@ -386,7 +376,7 @@ def overfitting(s: Series, p: dict) -> list[Detection]:
     rise = last / best - 1
     return [
         Detection(
-            "overfitting",
+            Kind.EVAL_RISE,
             int(est[j]),
             f"{name} rose from its best {g(best)} at step {int(est[b])} to {g(last)} at step {int(est[-1])} "
             f"(+{rise:.1%}, threshold +{p['rise']:.0%}; error from +{p['error_rise']:.0%}) while train loss fell "
@@ -428,7 +418,7 @@ def lr_too_high(s: Series, p: dict, recipe: dict, rule: Any = None) -> list[Dete
     i = int(np.flatnonzero(s.has_learning_rate & (s.learning_rate == peak))[0])
     return [
         Detection(
-            "lr_too_high",
+            Kind.LR_PEAK_HIGH,
             int(s.steps[i]),
             f"peak learning rate {g(peak)} at step {int(s.steps[i])} is {peak / limit:.1f}x the alarm level "
             f"{g(limit)} for {rng.what} ({rng.says()})",
@@ -469,7 +459,7 @@ def lr_schedule(s: Series, p: dict, recipe: dict) -> list[Detection]:
     if zero.all():
         out.append(
             Detection(
-                "lr_schedule",
+                Kind.LR_ALL_ZERO,
                 int(st[0]),
                 f"learning rate is 0 at all {lr.size} logged steps: nothing is being updated",
                 marks=[int(st[0])],
@@ -481,7 +471,7 @@ def lr_schedule(s: Series, p: dict, recipe: dict) -> list[Detection]:
         i = int(np.flatnonzero(zero)[0])
         out.append(
             Detection(
-                "lr_schedule",
+                Kind.LR_STUCK_ZERO,
                 int(st[i]),
                 f"learning rate stuck at 0 from step {int(st[i])} ({int(zero.sum())} of "
                 f"{lr.size} logged steps, {zero.mean():.0%}; threshold {p['zero_frac']:.0%}): "
@@ -496,7 +486,7 @@ def lr_schedule(s: Series, p: dict, recipe: dict) -> list[Detection]:
     if peak > p["warmup_lr"] and lr[0] >= 0.98 * peak and (no_warm_cfg or (early and warm == (None, None))):
         out.append(
             Detection(
-                "lr_schedule",
+                Kind.LR_NO_WARMUP,
                 int(st[0]),
                 f"no warmup at a high learning rate: lr {g(float(lr[0]))} already at its peak "
                 f"{g(peak)} at the first logged step {int(st[0])} (threshold {g(p['warmup_lr'])})",
@@ -512,7 +502,7 @@ def lr_schedule(s: Series, p: dict, recipe: dict) -> list[Detection]:
         if (progress is None or progress >= 0.5) and lr[-1] >= 0.99 * peak:
             out.append(
                 Detection(
-                    "lr_schedule",
+                    Kind.LR_NO_DECAY,
                     int(st[-1]),
                     f"schedule {sched!r} is configured but the learning rate never decayed: "
                     f"{g(float(lr[-1]))} at step {int(st[-1])} vs peak {g(peak)}"
@@ -558,7 +548,7 @@ def eval_non_finite(s: Series, p: dict) -> list[Detection]:
         msg = f"best_metric is stored as {bm!r}: an evaluation produced a non-finite metric; {train}"
         data = {"best_metric": repr(bm)}
     data["side"] = "eval"
-    return [Detection("non_finite", step, msg, marks=[step], data=data)]
+    return [Detection(Kind.EVAL_NON_FINITE, step, msg, marks=[step], data=data)]
 
 
 def short_run(s: Series, p: dict, min_points: int) -> list[Detection]:
@@ -576,7 +566,7 @@ def short_run(s: Series, p: dict, min_points: int) -> list[Detection]:
     if np.all(r >= 1 - p["short_dip"]) and x[-1] >= p["short_rise"] * x[0]:
         return [
             Detection(
-                "divergence",
+                Kind.SHORT_RISE,
                 int(steps[-1]),
                 f"loss rose monotonically from {g(x[0])} at step {int(steps[0])} to {g(x[-1])} at step "
                 f"{int(steps[-1])} (x{x[-1] / x[0]:.1f}, threshold x{p['short_rise']:g}); {thin}",
@@ -589,7 +579,7 @@ def short_run(s: Series, p: dict, min_points: int) -> list[Detection]:
         return []
     before, after = float(np.median(x[: j + 1])), x[j + 1 :]
     stays = after.size >= 2 and bool(np.all(after >= before * p["short_jump"] / 2))
-    kind = "divergence" if stays else "loss_spike"
+    kind = Kind.SHORT_JUMP if stays else Kind.SHORT_SPIKE
     tail = f"and stayed there ({after.size} points, last {g(x[-1])})" if stays else f"then {g(x[-1])} at the end"
     return [
         Detection(
@@ -619,7 +609,7 @@ def stuck_loss(s: Series, p: dict, min_points: int) -> list[Detection]:
                 k += 1
             out.append(
                 Detection(
-                    "not_learning",
+                    Kind.LOSS_FROZEN,
                     int(steps[j0]),
                     f"loss frozen at exactly {float(x[i])!r} for {k - j0 + 1} consecutive logs (steps {int(steps[j0])}-"
                     f"{int(steps[k])}; threshold {p['frozen_run']}): the weights are not changing, or the logged "
@@ -634,7 +624,7 @@ def stuck_loss(s: Series, p: dict, min_points: int) -> list[Detection]:
         if start > 0 and low >= start * (1 - p["never_tol"]) and tail >= start:
             out.append(
                 Detection(
-                    "not_learning",
+                    Kind.LOSS_NEVER_BELOW,
                     int(steps[-1]),
                     f"loss never went below its starting level: first {g(start)} at step {int(steps[0])}, lowest "
                     f"after it {g(low)}, last {g(float(x[-1]))} at step {int(steps[-1])} over {x.size} logged "
@@ -695,7 +685,7 @@ def overfitting_rise(s: Series, p: dict) -> list[Detection]:
     keep = _checkpoint_for(s, int(est[b]))
     return [
         Detection(
-            "overfitting",
+            Kind.EVAL_RISE_STREAK,
             int(est[b + c]),
             f"{name} rose for {after.size - 1} evaluations in a row after its best {g(best)} at step {int(est[b])}: "
             f"{g(last)} at step {int(est[-1])} (+{rise:.1%}; warning from +{p['mild_rise']:.0%}, error from "
@@ -730,7 +720,7 @@ def many_epochs(s: Series, p: dict) -> list[Detection]:
     size = f" of about {per_epoch * bs:.0f} samples" if isinstance(bs, (int, float)) and per_epoch else ""
     return [
         Detection(
-            "many_epochs",
+            Kind.MANY_EPOCHS,
             int(s.steps[i]),
             f"{last:.0f} epochs over a dataset{size} ({per_epoch:.1f} steps per epoch; threshold "
             f"{p['epochs_max']:g} epochs): the adapter sees each example hundreds of times and memorises it",

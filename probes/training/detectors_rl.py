@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from probes.training.detectors import Detection, g
+from probes.training.detection import Detection, Kind
+from probes.training.detectors import g
 from probes.training.series import Series
 from probes.training.stats import trailing_median
 
@@ -51,7 +52,7 @@ def degenerate_fit(s: Series, p: dict) -> list[Detection]:
     i = int(np.flatnonzero(ok)[int(np.argmax(loss <= p["loss_max"]))])
     return [
         Detection(
-            "pref_degenerate",
+            Kind.PREF_DEGENERATE,
             int(s.steps[i]),
             f"preference loss collapsed to {g(lt)} (threshold {p['loss_max']:g}) while "
             + ", ".join(parts)
@@ -77,7 +78,7 @@ def chosen_falling(s: Series, p: dict) -> list[Detection]:
     k = int(np.argmax(ch[2] <= c0 - p["chosen_drop"]))
     return [
         Detection(
-            "pref_chosen_falling",
+            Kind.PREF_CHOSEN_FALLING,
             int(ch[1][k]),
             f"logps/chosen fell {g(c0)} -> {g(c1)} ({-drop:+.1f} nats, {drop / max(abs(c0), 1e-9):.0%}; "
             f"thresholds {p['chosen_drop']:g} nats and {p['chosen_rel']:.0%}) along with logps/rejected "
@@ -104,7 +105,7 @@ def accuracy_saturated(s: Series, p: dict) -> list[Detection]:
         return []
     return [
         Detection(
-            "pref_accuracy_saturated",
+            Kind.PREF_ACC_SATURATED,
             int(st[i]),
             f"rewards/accuracies reached {g(float(va[i]))} at log {i + 1} of {va.size} (step {int(st[i])}; threshold: "
             f"within the first {early} logs) and stayed >= {p['level']:g} at {np.mean(va[i:] >= p['level']):.0%} of "
@@ -133,7 +134,7 @@ def kl_blowup(s: Series, p: dict) -> list[Detection]:
     i = int(np.argmax(over))
     return [
         Detection(
-            "rl_kl_blowup",
+            Kind.RL_KL_BLOWUP,
             int(st[i]),
             f"{name} blew up: rolling median ({w} logs) {g(float(m[i]))} at step {int(st[i])} vs early level "
             f"{g(early)} (x{float(m[i]) / max(early, 1e-12):.0f}; thresholds {g(limit)} and x{p['ratio']:g}); "
@@ -166,7 +167,7 @@ def reward_collapse(s: Series, p: dict) -> list[Detection]:
     j = b + int(np.argmax(m[b:] <= start))
     return [
         Detection(
-            "rl_reward_collapse",
+            Kind.RL_REWARD_COLLAPSE,
             int(st[j]),
             f"{name} collapsed: rose from {g(start)} to {g(best)} at step {int(st[b])}, then fell to {g(tail)} "
             f"(median of the last {w} logs), below its starting level: the policy lost what it had learned",

@@ -1,41 +1,31 @@
-"""The training probes: logs (TRN) and training configs (CFG)."""
+"""The training probes: logs (TRN) and training configs (CFG). Each prepares its subject once (a run's
+series, a recipe, a scanned training_args.bin) and runs the family's checks on it (rules.CHECKS)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
 
-from doctor.core.model import Artifact, Finding, Severity
+from doctor.core.checks import DOC_CHECKS
+from doctor.core.model import Artifact, Finding
 from doctor.core.probe import Probe, ProbeContext, Rollout
-from doctor.core.rules import DOC_UNREADABLE, DOC_UNSAFE_PICKLE
+from doctor.core.rules import DOC_UNSAFE_PICKLE
 from probes.training import analyze
 from probes.training import recipe as rc
-from probes.training.cfgrules import check_recipe
+from probes.training.argschecks import ArgsBin
+from probes.training.cfgrules import RecipeSubject, run_recipe_checks
+from probes.training.logchecks import report_unreadable, run_log_checks
+from probes.training.logsubject import LogSubject
 from probes.training.readers import read_log
 from probes.training.readers.hf import _CKPT, newest_state
-from probes.training.rules import CFG_NOT_RUN, CFG_PICKLE_CODE, CFG_RULES, RULES
+from probes.training.rules import CFG_PICKLE_CODE, CHECKS, RULES
+
+# CFG rule ids already said on one of the rollout's config files (not said again for the manifest's [recipe]).
+_REPORTED = "training.cfg_reported"
 
 
 def column_overrides(ctx: ProbeContext) -> dict[str, str]:
     cols = ctx.section("training").get("columns", {})
     return {k: str(v) for k, v in cols.items()} if isinstance(cols, dict) else {}
-
-
-def rollout_recipe(rollout: Rollout) -> dict[str, Any]:
-    """Config artifacts of the rollout (JSON/YAML) first, then the manifest's [recipe]."""
-    cached = getattr(rollout, "_training_recipe", None)
-    if cached is not None:
-        return cached
-    recipes = []
-    for a in rollout.of_kind("training_config"):
-        r, _ = rc.read_bin(a.path) if a.path.suffix == ".bin" else rc.read_config_file(a.path)
-        if r:
-            recipes.append(r)
-    recipes.append(rc.from_manifest(rollout.manifest))
-    out = rc.merged(recipes)
-    rollout._training_recipe = out  # type: ignore[attr-defined]
-    return out
 
 
 class TrainingLogProbe(Probe):
@@ -65,7 +55,7 @@ class TrainingLogProbe(Probe):
                 if state.is_file():
                     artifact.facts.update({"format": "tensorboard", "same_run_as": str(state)})
                     return
-        recipe = rollout_recipe(ctx.rollout)
+        recipe = rc.rollout_recipe(ctx)
         runs = read_log(path, column_overrides(ctx))
         many = len(runs) > 1
         for run_path, s in runs:
@@ -75,7 +65,9 @@ class TrainingLogProbe(Probe):
             else:
                 artifact.facts.update(f)
             prefix = f"run {run_path.name} " if many else ""
-            yield from analyze.findings(run_path if many else path, s, recipe, ctx.param, prefix)
+            subject = LogSubject(run_path if many else path, s, recipe, ctx.param, prefix)
+            report_unreadable(subject, ctx)
+            yield from run_log_checks(subject, ctx)
 
 
 class TrainingConfigProbe(Probe):
@@ -83,18 +75,13 @@ class TrainingConfigProbe(Probe):
     kinds = frozenset({"training_config"})
     rules = ()
 
-    def __init__(self) -> None:
-        self._seen: dict[Path, set[str]] = {}
-
     def check(self, artifact: Artifact, ctx: ProbeContext) -> Iterable[Finding]:
         if artifact.path.suffix == ".bin":
             yield from self._check_bin(artifact, ctx)
             return
-        r, problem = rc.read_config_file(artifact.path)
+        r, (problem, where) = rc.config_of(ctx, artifact.path)
         if r is None:
-            yield DOC_UNREADABLE.finding(
-                artifact.path, f"{artifact.path.name}: {problem}", evidence={"reason": problem}
-            )
+            ctx.unreadable(artifact.path, problem, where)
             return
         artifact.facts.update({"format": r.get("flavour"), "recipe": r, "method": r.get("method", "unknown")})
         yield from self._recipe_findings(artifact, r, ctx)
@@ -103,26 +90,15 @@ class TrainingConfigProbe(Probe):
         """training_args.bin through the restricted unpickler: fields -> the config rules; a payload that
         would run code -> CFG008 (nothing runs); a damaged file -> DOC004 info (not loaded)."""
         path = artifact.path
-        r, scan = rc.read_bin(path)
+        r, scan = rc.config_of(ctx, path)
         artifact.facts.update({"format": "pickle", "layout": scan.layout, "loaded": False, "globals": scan.globals})
+        subject = ArgsBin(path, scan, r)
         if scan.unsafe:
             artifact.facts["unsafe_calls"] = scan.unsafe
-            yield CFG_PICKLE_CODE.finding(
-                path,
-                f"{path.name} would call {'; '.join(scan.unsafe[:3])}"
-                f"{f' (+{len(scan.unsafe) - 3} more)' if len(scan.unsafe) > 3 else ''} when loaded with "
-                "torch.load; read without executing anything, nothing was run",
-                evidence={"calls": scan.unsafe[:20], "layout": scan.layout},
-                severity=None if scan.dangerous else Severity.WARNING,
-            )
+            yield from CHECKS.run("artifact", subject, ctx, applies=lambda rule: rule.id == CFG_PICKLE_CODE.id)
             return
         if r is None:
-            yield DOC_UNSAFE_PICKLE.finding(
-                path,
-                f"{path.name} could not be read safely ({scan.problem}{f' at {scan.where}' if scan.where else ''}); "
-                "not loaded. Its settings are read from training_args.json / the manifest's [recipe] when present",
-                evidence={"reason": scan.problem},
-            )
+            yield from DOC_CHECKS.run("artifact", subject, ctx, applies=lambda rule: rule.id == DOC_UNSAFE_PICKLE.id)
             return
         artifact.facts.update({"format": r["flavour"], "class": scan.class_name, "recipe": r})
         artifact.facts["method"] = r.get("method", "unknown")
@@ -130,63 +106,27 @@ class TrainingConfigProbe(Probe):
             return  # the same run's arguments as JSON: its findings are reported there
         yield from self._recipe_findings(artifact, r, ctx)
 
-    def _recipe_findings(self, artifact: Artifact, r: dict[str, Any], ctx: ProbeContext) -> Iterable[Finding]:
-        seen = self._seen.setdefault(ctx.rollout.root, set())
+    def _recipe_findings(self, artifact: Artifact, r: dict, ctx: ProbeContext) -> Iterable[Finding]:
+        reported = ctx.shared.setdefault(_REPORTED, set())
         if not r.get("method") and ctx.rollout.manifest:  # HF args do not say QLoRA; the manifest does
             method = rc.from_manifest(ctx.rollout.manifest).get("method")
             if method:
                 r = {**r, "method": method}
-        for rule, msg, ev, sev in check_recipe(r, ctx.param):
-            seen.add(rule.id)
-            yield rule.finding(
-                artifact.path, msg, locator=r.get("flavour", ""), evidence=ev, severity=Severity(sev) if sev else None
-            )
+        subject = RecipeSubject(artifact.path, r, ctx.param, locator=r.get("flavour", ""))
+        for f in run_recipe_checks(subject, ctx):
+            reported.add(f.rule)
+            yield f
 
     def check_rollout(self, rollout: Rollout, ctx: ProbeContext) -> Iterable[Finding]:
-        yield from self._not_run(rollout)
+        yield from CHECKS.run("rollout", rollout, ctx)
         r = rc.from_manifest(rollout.manifest)
         if len(r) <= 2:
             return
         manifests = rollout.of_kind("manifest")
         path = manifests[0].path if manifests else rollout.root / "rollout.toml"
-        seen = self._seen.pop(rollout.root, set())
-        for rule, msg, ev, sev in check_recipe(r, ctx.param):
-            if rule.id in seen:
-                continue  # already reported on the run's own config file
-            yield rule.finding(
-                path, f"[recipe] {msg}", locator="recipe", evidence=ev, severity=Severity(sev) if sev else None
-            )
-
-    def _not_run(self, rollout: Rollout) -> Iterable[Finding]:
-        """CFG009 (info) when the rollout has a training log but no recipe: say which rules did not run."""
-        logs = [a for a in rollout.of_kind("training_log") if "superseded_by" not in a.facts]
-        if not logs or set(rollout_recipe(rollout)) - {"source", "flavour"}:
-            return
-        configs = rollout.of_kind("training_config")
-        # Said for a run folder (Trainer checkpoints, a config that failed, a manifest), not for a log
-        # file checked on its own, where no config was to be expected.
-        run_folder = any(_CKPT.match(a.path.parent.name) or any(a.path.parent.glob("checkpoint-*")) for a in logs)
-        if not (configs or run_folder or rollout.of_kind("manifest")):
-            return
-        why = []
-        for a in configs:
-            if a.facts.get("unsafe_calls"):
-                reason = "would run code when loaded (CFG008)"
-            elif a.facts.get("recipe") is None:
-                reason = "could not be read"
-            else:
-                reason = "holds no training settings"
-            why.append(f"{a.path.name} {reason}")
-        looked = "; ".join(why) or (
-            "no training_args.json, training_args.bin, axolotl / LLaMA-Factory YAML or rollout.toml [recipe] found"
-        )
-        ids = ", ".join(rule.id for rule in CFG_RULES if rule not in (CFG_PICKLE_CODE, CFG_NOT_RUN))
-        yield CFG_NOT_RUN.finding(
-            logs[0].path,
-            f"config rules {ids} (learning rate, warmup, precision, quantization, clipping) could not run for "
-            f"this run: {looked}",
-            evidence={"rules": ids.split(", "), "configs": [str(a.path) for a in configs]},
-        )
+        subject = RecipeSubject(path, r, ctx.param, locator="recipe", prefix="[recipe] ")
+        # a rule already said on the run's own config file is not said again for the manifest
+        yield from run_recipe_checks(subject, ctx, skip=ctx.shared.get(_REPORTED, set()))
 
 
 PROBES = [TrainingLogProbe(), TrainingConfigProbe()]

@@ -6,17 +6,20 @@ max_steps, method (lora | qlora | full), stage (pt | sft | rm | dpo | ipo | orpo
 grpo | rloo), adapter, load_in_4bit, load_in_8bit, quant_type, double_quant, compute_dtype, optim, source.
 
 training_args.bin (a pickle) is never unpickled for real: `read_bin` recovers its fields with the restricted
-reader in probes/training/readers/trainingargs.py."""
+reader in probes/training/readers/trainingargs.py. YAML goes through the capped loader
+(probes/common/yamlsafe.py: size, alias expansion)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from doctor.core.probe import ReadError
 from doctor.core.safeio import loads_json
+
+if TYPE_CHECKING:
+    from doctor.core.probe import ProbeContext, Rollout
 
 _DPO = {"dpo", "ipo", "kto", "orpo", "simpo", "rm", "ppo", "grpo", "cpo"}
 
@@ -133,29 +136,32 @@ def _stage(d: dict[str, Any], method: str) -> str:
     return st
 
 
-def read_config_file(path: Path) -> tuple[dict[str, Any] | None, str]:
-    """(recipe, problem): recipe None with a reason when unreadable."""
+def read_config_file(path: Path) -> tuple[dict[str, Any] | None, str, str]:
+    """(recipe, problem, where): recipe None with a reason (and its position, when known) when unreadable."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        return None, f"cannot read: {exc.strerror}"
+        return None, f"cannot read: {exc.strerror}", ""
     if not text.strip():
-        return None, "file is empty"
+        return None, "file is empty", ""
     if path.suffix == ".json":
         try:
             d = loads_json(text)
         except json.JSONDecodeError as exc:
-            return None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            return None, f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", ""
         flavour = "hf_training_args"
     else:
+        from probes.common.yamlsafe import load_yaml_text
+
         try:
-            d = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            return None, f"invalid YAML: {str(exc).splitlines()[0]}"
+            docs = load_yaml_text(text, path)
+        except ReadError as err:
+            return None, err.reason, err.where
+        d = docs[0] if docs else None
         flavour = "llamafactory" if isinstance(d, dict) and ("stage" in d or "finetuning_type" in d) else "axolotl"
     if not isinstance(d, dict):
-        return None, "not a mapping of training settings"
-    return normalize(d, flavour, path.name), ""
+        return None, "not a mapping of training settings", ""
+    return normalize(d, flavour, path.name), "", ""
 
 
 def read_bin(path: Path) -> tuple[dict[str, Any] | None, Any]:
@@ -185,3 +191,35 @@ def merged(recipes: list[dict[str, Any]]) -> dict[str, Any]:
         for k, v in r.items():
             out.setdefault(k, v)
     return out
+
+
+def config_of(ctx: ProbeContext, path: Path) -> tuple[dict[str, Any] | None, Any]:
+    """(recipe, problem or scan) of one config artifact, read once per scan (the probe and the rollout's
+    merged recipe both need it): `read_bin` for training_args.bin, else `read_config_file`."""
+
+    def read() -> tuple[dict[str, Any] | None, Any]:
+        if path.suffix == ".bin":
+            return read_bin(path)
+        r, problem, where = read_config_file(path)
+        return r, (problem, where)
+
+    return ctx.session.memo("training.config", path, read)
+
+
+def rollout_recipe(ctx: ProbeContext) -> dict[str, Any]:
+    """The rollout's recipe: its config artifacts (JSON/YAML/bin) first, then the manifest's [recipe];
+    merged once per rollout (ctx.shared)."""
+    got = ctx.shared.get("training.recipe")
+    if got is None:
+        got = ctx.shared["training.recipe"] = _merged_recipe(ctx, ctx.rollout)
+    return got
+
+
+def _merged_recipe(ctx: ProbeContext, rollout: Rollout) -> dict[str, Any]:
+    recipes = []
+    for a in rollout.of_kind("training_config"):
+        r, _ = config_of(ctx, a.path)
+        if r:
+            recipes.append(r)
+    recipes.append(from_manifest(rollout.manifest))
+    return merged(recipes)

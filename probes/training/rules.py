@@ -1,8 +1,15 @@
 """Rule table of the training family: TRN### (logs) and CFG### (training configs). Tunables are rule
-params (override in settings: [thresholds.TRN002] z = 10)."""
+params (override in settings: [thresholds.TRN002] z = 10). The checks that raise them are registered in
+`CHECKS` beside their logic: logchecks.py (TRN, on a prepared log), cfgrules.py (CFG, on a recipe).
+
+Flags:
+- "watch_once": `doctor watch` reports the rule once per log, however its locator moves while the run
+  keeps writing (the first spike's step, the line of a skipped entry); other rules once per locator.
+"""
 
 from __future__ import annotations
 
+from doctor.core.checks import CheckSet
 from doctor.core.rules import rule
 
 _LR_FIX = "Lower the learning rate (x0.1-x0.5), keep max_grad_norm at 0.3-1.0 and warm up (warmup_ratio 0.03)."
@@ -48,6 +55,7 @@ LOSS_SPIKE = rule(
     min_rel=0.5,
     floor_rel=0.02,
     relax=2.0,
+    flags={"watch_once"},
 )
 DIVERGENCE = rule(
     "TRN003",
@@ -109,6 +117,7 @@ GRAD_EXPLOSION = rule(
     growth_window=10,
     growth_skip=3,
     growth_sustain=5,
+    flags={"watch_once"},
 )
 NOT_LEARNING = rule(
     "TRN005",
@@ -218,6 +227,7 @@ PARTLY_UNREADABLE = rule(
     entries without a step, an unfinished last line). The rest was analysed.
     """,
     "Find what else writes to the log file (mixed stdout, two processes), and log numbers as numbers.",
+    flags={"watch_once"},
 )
 STEP_ORDER = rule(
     "TRN011",
@@ -229,6 +239,7 @@ STEP_ORDER = rule(
     checkpoint appending to the same log, or two runs in one folder. The latest value of a step is kept.
     """,
     "Give each run its own output_dir, or accept the resumed run's values (the latest were kept).",
+    flags={"watch_once"},
 )
 MANY_EPOCHS = rule(
     "TRN012",
@@ -452,19 +463,4 @@ CFG_RULES = (
     CFG_NOT_RUN,
 )
 RULES = LOG_RULES + CFG_RULES
-BY_KIND = {
-    "non_finite": NON_FINITE,
-    "loss_spike": LOSS_SPIKE,
-    "divergence": DIVERGENCE,
-    "grad_explosion": GRAD_EXPLOSION,
-    "not_learning": NOT_LEARNING,
-    "overfitting": OVERFITTING,
-    "lr_too_high": LR_TOO_HIGH,
-    "lr_schedule": LR_SCHEDULE,
-    "many_epochs": MANY_EPOCHS,
-    "pref_degenerate": PREF_DEGENERATE,
-    "pref_chosen_falling": PREF_CHOSEN_FALLING,
-    "pref_accuracy_saturated": PREF_ACC_SATURATED,
-    "rl_kl_blowup": RL_KL_BLOWUP,
-    "rl_reward_collapse": RL_REWARD_COLLAPSE,
-}
+CHECKS = CheckSet("training", RULES)

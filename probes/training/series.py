@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,13 +17,15 @@ def _empty() -> np.ndarray:
 
 @dataclass
 class Problem:
-    """Something met while reading that did not stop it. `kind`: "doc" (file-level, DOC001), "entry"
-    (bad lines/values, TRN010) or "order" (negative/repeated steps, TRN011)."""
+    """Something met while reading that did not stop it. `kind`: "doc" (file-level, DOC001 through
+    `ctx.unreadable`), "entry" (bad lines/values, TRN010) or "order" (negative/repeated steps, TRN011).
+    `path`: the file it is about when that is not the log itself (a W&B run's files/config.yaml)."""
 
     kind: str
     locator: str
     text: str
     count: int = 1
+    path: Path | None = None
 
 
 @dataclass
@@ -50,12 +53,12 @@ class Series:
     def __len__(self) -> int:
         return int(self.steps.size)
 
-    def problem(self, kind: str, locator: str, text: str) -> None:
+    def problem(self, kind: str, locator: str, text: str, path: Path | None = None) -> None:
         for p in self.problems:
-            if p.kind == kind and p.text == text:
+            if p.kind == kind and p.text == text and p.path == path:
                 p.count += 1
                 return
-        self.problems.append(Problem(kind, locator, text))
+        self.problems.append(Problem(kind, locator, text, path=path))
 
 
 def _mask(values: np.ndarray, present: np.ndarray | None) -> np.ndarray:

@@ -21,7 +21,11 @@ from doctor.core.model import Finding
 from probes.training import analyze
 from probes.training.readers import read_log
 from probes.training.readers.records import records_to_series
+from probes.training.rules import RULES
 from probes.training.series import Series
+
+# Rules reported once per log, whatever their locator becomes as the log grows (flag "watch_once").
+ONCE_PER_LOG = frozenset(r.id for r in RULES if r.has("watch_once"))
 
 
 class LogWatcher:
@@ -128,7 +132,7 @@ class LogWatcher:
         self.series = s
         out = []
         for f in analyze.findings(self.path, s, self.recipe, self.param):
-            key = (f.rule, f.locator if f.rule not in ("TRN002", "TRN004", "TRN010", "TRN011") else "")
+            key = (f.rule, "" if f.rule in ONCE_PER_LOG else f.locator)
             if key in self.seen:
                 continue
             self.seen.add(key)

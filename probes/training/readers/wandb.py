@@ -1,14 +1,15 @@
 """W&B offline run folders (wandb/offline-run-*/). The history lives in the binary run-<id>.wandb
 (not read); what is readable: files/output.log (the console, where HF Trainer prints one dict per
-logging step), files/wandb-summary.json (final values) and files/config.yaml."""
+logging step), files/wandb-summary.json (final values) and files/config.yaml (through the capped YAML
+loader: a config that is not a mapping, too large, or an alias bomb is skipped with DOC001 naming it)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
-import yaml
-
+from doctor.core.probe import ReadError
 from doctor.core.safeio import loads_json
 from probes.training.readers.records import records_to_series
 from probes.training.series import Series
@@ -38,17 +39,40 @@ def parse_output_log(text: str) -> list[dict]:
     return out
 
 
+def read_config(cfg: Path, s: Series) -> dict[str, Any]:
+    """W&B's config.yaml ({key: {value: ...}} per setting) as plain key -> value; {} when it cannot be used.
+    Invalid YAML is an unreadable entry of the run (TRN010, as before); a document that is not a mapping
+    or that the capped loader refuses (size, alias bomb) is DOC001 on config.yaml itself."""
+    from probes.common.yamlsafe import load_yaml_text
+
+    try:
+        docs = load_yaml_text(cfg.read_text(errors="replace"), cfg)
+    except ReadError as err:
+        if err.reason.startswith("invalid YAML"):
+            at = f" at {err.where}" if err.where else ""
+            s.problem(
+                "entry", "files/config.yaml", f"config.yaml is not YAML: {err.reason[len('invalid YAML: ') :]}{at}"
+            )
+        else:
+            s.problem("doc", err.where, f"{err.reason}; the run's settings were not read", path=cfg)
+        return {}
+    raw = (docs[0] if docs else None) or {}
+    if not isinstance(raw, dict):
+        s.problem(
+            "doc",
+            "",
+            f"not a mapping of run settings (a YAML {type(raw).__name__}); the run's settings were not read",
+            path=cfg,
+        )
+        return {}
+    return {k: (v.get("value") if isinstance(v, dict) and "value" in v else v) for k, v in raw.items()}
+
+
 def read_wandb_run(run: Path, overrides: dict[str, str] | None = None) -> Series:
     s = Series(format="wandb_offline")
     files = run / "files"
-    config = {}
     cfg = files / "config.yaml"
-    if cfg.is_file():
-        try:
-            raw = yaml.safe_load(cfg.read_text(errors="replace")) or {}
-            config = {k: (v.get("value") if isinstance(v, dict) and "value" in v else v) for k, v in raw.items()}
-        except yaml.YAMLError as exc:
-            s.problem("entry", "files/config.yaml", f"config.yaml is not YAML: {str(exc).splitlines()[0]}")
+    config = read_config(cfg, s) if cfg.is_file() else {}
     s.meta["config"] = {k: config[k] for k in list(config)[:200] if not str(k).startswith("_")}
     binaries = sorted(p.name for p in run.glob("*.wandb"))
     if binaries:
