@@ -9,6 +9,8 @@ their own. File-level problems are not findings of this family: the probe hands 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from doctor.core.checks import CheckFn, unreadable_finding
@@ -42,7 +44,6 @@ if TYPE_CHECKING:
     from doctor.core.probe import ProbeContext
 
 LOG_RULE_IDS = frozenset(r.id for r in LOG_RULES)
-RULE_OF_KIND: dict[Kind, Rule] = {}
 
 
 def is_log_rule(rule: Rule) -> bool:
@@ -107,9 +108,13 @@ def too_short(subject: LogSubject, ctx: ProbeContext | None = None) -> list[Find
 # ------------------------------------------------------------------ detections → rules
 
 
+def _kinds_taken() -> set[Kind]:
+    return {k for c in CHECKS for k in getattr(c.fn, "kinds", ())}
+
+
 def detections_check(rule: Rule, *kinds: Kind) -> CheckFn:
     """Register `rule`'s check: its findings are the subject's detections of `kinds`."""
-    taken = sorted(k.value for k in kinds if k in RULE_OF_KIND)
+    taken = sorted(k.value for k in set(kinds) & _kinds_taken())
     if taken:
         raise ValueError(f"detection kinds {taken} already belong to another rule")
 
@@ -118,7 +123,7 @@ def detections_check(rule: Rule, *kinds: Kind) -> CheckFn:
 
     check.__name__ = check.__qualname__ = f"{rule.id.lower()}_from_{'_'.join(k.value for k in kinds)}"
     check.__doc__ = f"{rule.id} ({rule.title}): detections of kind {', '.join(k.value for k in kinds)}."
-    RULE_OF_KIND.update(dict.fromkeys(kinds, rule))
+    check.kinds = kinds  # type: ignore[attr-defined]
     return CHECKS(rule, scope="artifact")(check)
 
 
@@ -138,9 +143,10 @@ detections_check(RL_REWARD_COLLAPSE, Kind.RL_REWARD_COLLAPSE)
 detections_check(LR_TOO_HIGH, Kind.LR_PEAK_HIGH)
 detections_check(LR_SCHEDULE, Kind.LR_ALL_ZERO, Kind.LR_STUCK_ZERO, Kind.LR_NO_WARMUP, Kind.LR_NO_DECAY)
 
-_unmapped = sorted(k.value for k in Kind if k not in RULE_OF_KIND)
-if _unmapped:  # a new detector kind must be given to a rule here
-    raise RuntimeError(f"detection kinds without a rule: {_unmapped}")
+# Read-only: which rule a detection kind is raised under (the detection bench labels detections with it).
+RULE_OF_KIND: Mapping[Kind, Rule] = MappingProxyType({k: c.rule for c in CHECKS for k in getattr(c.fn, "kinds", ())})
+if len(RULE_OF_KIND) != len(Kind):  # a new detector kind must be given to a rule here
+    raise RuntimeError(f"detection kinds without a rule: {sorted(k.value for k in Kind if k not in RULE_OF_KIND)}")
 
 
 # ------------------------------------------------------------------ file-level problems (not a TRN rule)
