@@ -12,8 +12,8 @@ from safetensors.numpy import save_file
 
 from doctor.core.settings import Settings
 from doctor.engine import check
+from doctor.render.matrix import compatibility_matrix, render_matrix
 from probes.registry.store import add_version
-from probes.serving.matrix import compatibility_matrix, render_matrix
 from probes.serving.readers import parse_config
 
 BASE = "peft-doctor/tiny-base"

@@ -8,7 +8,7 @@ import pytest
 
 from doctor.core.settings import Settings
 from doctor.engine import check
-from probes.serving.matrix import compatibility_matrix, render_matrix
+from doctor.render.matrix import compatibility_matrix, render_matrix
 
 ROLLOUTS = Path(__file__).resolve().parent.parent / "fixtures" / "rollouts"
 

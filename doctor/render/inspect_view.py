@@ -138,13 +138,13 @@ def _table(rows: list[dict[str, Any]], indent: str) -> list[str]:
 
 
 def _matrix_rows(report: Report) -> list[dict[str, Any]]:
-    from probes.serving import compatibility_matrix
+    from doctor.render.matrix import compatibility_matrix
 
     return compatibility_matrix(report)
 
 
 def _matrix_text(report: Report) -> str:
-    from probes.serving import render_matrix
+    from doctor.render.matrix import render_matrix
 
     rows = _matrix_rows(report)
     if not rows:

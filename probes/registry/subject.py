@@ -63,6 +63,14 @@ class RegistryFile:
                 for e in self.reg.entries
                 if isinstance(e, dict) and e.get("status") == "canary" and e.get("canary_plan")
             ],
+            # Every version and its adapter folder as written (relative to this file's folder, like
+            # Registry.entry_path): serving's compatibility matrix asks, for each, whether the rollout's
+            # servers can load it.
+            "versions": [
+                {"name": e.get("name"), "version": e.get("version"), "status": e.get("status"), "path": e.get("path")}
+                for e in self.reg.entries
+                if isinstance(e, dict)
+            ],
         }
 
 

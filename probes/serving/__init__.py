@@ -3,14 +3,13 @@
 Facts on each `serving_config` artifact: `format`, `servers` (normalized: engine, version, model,
 served_names, enable_lora, max_lora_rank, max_loras, max_cpu_loras, lora_dtype, quantization, adapters
 [{name, target, line, base_model_name}], routes, volumes, problems) and `compatibility` (matrix rows, see
-probes.serving.matrix).
+probes.serving.matrix; rendered by doctor.render.matrix). The checks, one per rule, are in
+probes/serving/checks/ (registered on CHECKS when the probe is first used).
 """
 
-from typing import Any
-
-from doctor.core.probe import LazyProbe, lazy_attr
+from doctor.core.probe import LazyProbe
 from probes.serving.formats import CLASSIFIERS
-from probes.serving.rules import RULES
+from probes.serving.rules import CHECKS, RULES
 
 PROBES = [
     LazyProbe(
@@ -21,9 +20,4 @@ PROBES = [
     )
 ]
 
-
-def __getattr__(name: str) -> Any:
-    return lazy_attr(__name__, {"compatibility_matrix": "matrix", "render_matrix": "matrix"}, name)
-
-
-__all__ = ["CLASSIFIERS", "PROBES", "RULES", "compatibility_matrix", "render_matrix"]
+__all__ = ["CHECKS", "CLASSIFIERS", "PROBES", "RULES"]

@@ -186,21 +186,19 @@ FEATURES: tuple[Feature, ...] = (
     ),
 )
 
+BY_KEY = {f.key: f for f in FEATURES}
 
-def feature_checks(engine: str, version: str | None, name: str, info: AdapterInfo) -> list[tuple[Any, str, dict]]:
-    """(rule, message, evidence) for each feature this adapter uses that this engine version lacks."""
-    cfg = AdapterConfig(info.config or {})
-    label = engines.version_label(engine, version)
-    out = []
-    for feat in FEATURES:
-        ev = feat.detect(info, cfg)
-        if ev is None:
-            continue
-        got = feat.outcome(engine, version)
-        if got is None or got[0] == "ok":
-            continue
-        outcome, src = got
-        why = ev.pop("why")
-        msg = f"{name}: {feat.title}: {label} {OUTCOME_TEXT[outcome]} — {why}"
-        out.append((feat.rule, msg, {"feature": feat.key, "outcome": outcome, "source": src, **ev}))
-    return out
+
+def feature_gap(key: str, engine: str, version: str | None, name: str, info: AdapterInfo) -> tuple[str, dict] | None:
+    """(message, evidence) when this adapter uses feature `key` and this engine version lacks it."""
+    feat = BY_KEY[key]
+    ev = feat.detect(info, AdapterConfig(dict(info.config)))
+    if ev is None:
+        return None
+    got = feat.outcome(engine, version)
+    if got is None or got[0] == "ok":
+        return None
+    outcome, src = got
+    why = ev.pop("why")
+    msg = f"{name}: {feat.title}: {engines.version_label(engine, version)} {OUTCOME_TEXT[outcome]} — {why}"
+    return msg, {"feature": feat.key, "outcome": outcome, "source": src, **ev}

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from doctor.core.checks import CheckSet
 from doctor.core.rules import rule
+
+# Flag of the rules that say whether an engine can load an adapter as it should (the compatibility matrix's
+# verdict, `doctor inspect --matrix`): adapter × server × base, not the silent no-op or tokenizer rules.
+COMPAT = "compat"
 
 UNPARSEABLE = rule(
     "SRV001",
@@ -41,6 +46,7 @@ RANK_ABOVE_CAP = rule(
     exceed it (SGLang docs, advanced_features/lora.md: "Dynamic LoRA loading").
     """,
     "Raise --max-lora-rank to an allowed value ≥ the adapter's rank, or retrain with a smaller r.",
+    flags={COMPAT},
 )
 CAP_NOT_ALLOWED = rule(
     "SRV004",
@@ -90,6 +96,7 @@ DORA = rule(
     TGI silently ignore the magnitudes, so the adapter loads and answers wrongly without any error.
     """,
     "Merge the DoRA adapter into the base (merge_and_unload) and serve the merged model, or retrain as plain LoRA.",
+    flags={COMPAT},
 )
 BIAS = rule(
     "SRV009",
@@ -98,6 +105,7 @@ BIAS = rule(
     ["runtime_incompatible"],
     'bias != "none" or lora_bias = true: vLLM refuses the adapter ("Adapter bias is not supported").',
     'Retrain with bias="none" and lora_bias=False, or merge the adapter.',
+    flags={COMPAT},
 )
 MODULES_TO_SAVE = rule(
     "SRV010",
@@ -110,6 +118,7 @@ MODULES_TO_SAVE = rule(
     unsupported LoRA weight" (vllm#9280).
     """,
     "Retrain without modules_to_save (target the layers with LoRA instead), or merge and serve the merged model.",
+    flags={COMPAT},
 )
 INIT_MODIFIES_BASE = rule(
     "SRV011",
@@ -121,6 +130,7 @@ INIT_MODIFIES_BASE = rule(
     so the adapter only works on that modified base; vLLM refuses it.
     """,
     "Convert the adapter to a plain LoRA (PEFT's path_initial_model_for_weight_conversion) or serve the merged model.",
+    flags={COMPAT},
 )
 VOCAB = rule(
     "SRV012",
@@ -133,6 +143,7 @@ VOCAB = rule(
     with LoRA (0.33: 258048).
     """,
     "Serve the base the adapter was trained with (same tokenizer), or retrain without resizing the vocabulary.",
+    flags={COMPAT},
 )
 UNSUPPORTED_KEYS = rule(
     "SRV013",
@@ -145,6 +156,7 @@ UNSUPPORTED_KEYS = rule(
     peft_type other than LORA are refused too.
     """,
     "Retrain targeting the language model's linear layers only; save with PEFT's default key names.",
+    flags={COMPAT},
 )
 MISSING_FIELDS = rule(
     "SRV014",
@@ -153,6 +165,7 @@ MISSING_FIELDS = rule(
     ["runtime_incompatible", "adapter_unreadable"],
     'vLLM needs r (> 0), lora_alpha and target_modules: "Missing required configuration fields".',
     "Re-save the adapter with PEFT (save_pretrained) so the config is complete.",
+    flags={COMPAT},
 )
 ADAPTER_NOT_FOUND = rule(
     "SRV015",
@@ -177,6 +190,7 @@ BASE_NAME = rule(
     answers with garbage instead of failing.
     """,
     "Serve the base model the adapter was trained on, or retrain the adapter on the served base.",
+    flags={COMPAT},
 )
 BASE_DIMS = rule(
     "SRV017",
@@ -185,6 +199,7 @@ BASE_DIMS = rule(
     ["base_mismatch"],
     "lora_A is [r, in] and lora_B is [out, r]; in/out must equal the base layer's dimensions (config.json).",
     "Serve the base the adapter was trained on (compare config.json hidden_size/intermediate_size/heads).",
+    flags={COMPAT},
 )
 QUANT = rule(
     "SRV018",
@@ -258,6 +273,7 @@ SCALING = rule(
     the patterns cover is scaled by the global alpha/r instead of its own — different outputs, no error.
     """,
     "Serve with vLLM, or retrain with a uniform r/lora_alpha.",
+    flags={COMPAT},
 )
 ROUTE_UNSERVED = rule(
     "SRV025",
@@ -295,6 +311,7 @@ RSLORA_IGNORED = rule(
     small (r = 16: 4×): outputs drift toward the base model (vllm#6909, lorax#299).
     """,
     "Upgrade the engine (see docs/engine-features.md), or fold the scale into lora_B / retrain without rsLoRA.",
+    flags={COMPAT},
 )
 NON_LORA_TYPE = rule(
     "SRV028",
@@ -306,6 +323,7 @@ NON_LORA_TYPE = rule(
     tensors (ia3_l, hada_w1_a, lokr_w1, lora_E) that the engine refuses as unsupported LoRA weights.
     """,
     "Merge the adapter into the base (merge_and_unload) and serve the merged model, or retrain as LoRA.",
+    flags={COMPAT},
 )
 MOE_EXPERTS = rule(
     "SRV029",
@@ -318,6 +336,7 @@ MOE_EXPERTS = rule(
     matched" before the fix). TGI and LoRAX ignore modules they have no LoRA layer for.
     """,
     "Serve with a vLLM release that has both fixes, or merge the adapter and serve the merged model.",
+    flags={COMPAT},
 )
 REGEX_TARGETS = rule(
     "SRV030",
@@ -330,6 +349,7 @@ REGEX_TARGETS = rule(
     (verl#7288, SGLang 0.5.8).
     """,
     "List the module names in target_modules (or pass --lora-target-modules explicitly to SGLang).",
+    flags={COMPAT},
 )
 TARGETS_NOT_APPLIED = rule(
     "SRV031",
@@ -459,3 +479,6 @@ RULES = (
     EOS_MISMATCH,
     UNTRAINED_TOKENS,
 )
+
+# One check per rule, registered beside its logic in probes/serving/checks/ (imported by the probe).
+CHECKS = CheckSet("serving", RULES)

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from doctor.core.model import display_path
 from doctor.core.safeio import loads_json, read_text_capped
 from probes.common.adapterinfo import AdapterInfo
-from probes.serving import rules as R
 
 if TYPE_CHECKING:
     from doctor.core.probe import ProbeContext
@@ -153,19 +153,61 @@ def _eos_ids(gen: Any) -> list[int]:
     return [x for x in v if isinstance(x, int)] if isinstance(v, list) else []
 
 
-def lineage_checks(
-    trained: Tok, served: Tok | None, served_folder: Path, base_cfg: dict[str, Any] | None, info: AdapterInfo
-) -> list[tuple[Any, str, dict[str, Any]]]:
-    """(rule, message, evidence) for each way the served tokenizer/template/EOS differ from training."""
-    out: list[tuple[Any, str, dict[str, Any]]] = []
-    rows = (base_cfg or {}).get("vocab_size")
-    rows = rows if isinstance(rows, int) else None
-    tensors = info.tensors or {}
-    emb = [(k, s) for k, s in tensors.items() if "embed_tokens" in k and ".lora_" not in k and len(s) == 2]
-    adapter_rows = max((s[0] for _, s in emb), default=None)
-    where = f"served tokenizer ({display_path(served_folder)})"
-    no_rows = rows is not None and trained.size > rows and adapter_rows is None
-    # SRV034: tokens the adapter was trained with that the served tokenizer / embedding lacks
+@dataclass
+class Lineage:
+    """The tokenizer an adapter was trained with against the one its server tokenizes with."""
+
+    trained: Tok
+    served: Tok | None  # None: the served folder has no tokenizer files
+    served_folder: Path
+    base_cfg: dict[str, Any] | None
+    info: AdapterInfo
+
+    @cached_property
+    def rows(self) -> int | None:
+        """The served embedding's rows (base vocab_size)."""
+        rows = (self.base_cfg or {}).get("vocab_size")
+        return rows if isinstance(rows, int) else None
+
+    @cached_property
+    def embedding(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Full embedding matrices the adapter saves (resized vocabulary)."""
+        tensors = self.info.tensors
+        return [(k, s) for k, s in tensors.items() if "embed_tokens" in k and ".lora_" not in k and len(s) == 2]
+
+    @property
+    def adapter_rows(self) -> int | None:
+        return max((s[0] for _, s in self.embedding), default=None)
+
+    @property
+    def where(self) -> str:
+        return f"served tokenizer ({display_path(self.served_folder)})"
+
+    @property
+    def no_rows(self) -> bool:
+        """Trained ids beyond the served embedding, and no embedding saved with the adapter."""
+        return self.rows is not None and self.trained.size > self.rows and self.adapter_rows is None
+
+
+def lineage(
+    folder: Path, served_folder: Path | None, base_cfg: dict[str, Any] | None, info: AdapterInfo, ctx: ProbeContext
+) -> Lineage | None:
+    """The lineage to check, or None: no trained tokenizer, nothing served to compare, or the same files."""
+    trained = trained_tokenizer(folder, ctx)
+    if trained is None or served_folder is None:
+        return None
+    served = read_tokenizer(served_folder, ctx)
+    if served is not None and served.folder.resolve() == trained.folder.resolve():
+        return None  # the server tokenizes with the adapter's own tokenizer
+    return Lineage(trained, served, served_folder, base_cfg, info)
+
+
+Got = tuple[str, dict[str, Any]] | None  # (message, evidence)
+
+
+def vocab_gap(lin: Lineage) -> Got:
+    """SRV034: tokens the adapter was trained with that the served tokenizer / embedding lacks."""
+    trained, served, rows, adapter_rows = lin.trained, lin.served, lin.rows, lin.adapter_rows
     if served is not None:
         new = {c: i for c, i in trained.added.items() if c not in served.added and c not in served.vocab}
         if new:
@@ -174,55 +216,53 @@ def lineage_checks(
                 f"; the adapter's embedding has {adapter_rows} rows, the base {rows}"
                 if adapter_rows and rows and adapter_rows != rows
                 else f"; ids ≥ {rows} have no embedding row and the adapter saves none"
-                if no_rows
+                if lin.no_rows
                 else ""
             )
-            out.append(
-                (
-                    R.TOKENIZER_VOCAB,
-                    f"trained with {len(new)} added token(s) {names[:4]} (ids {sorted(new.values())[:4]}) that the "
-                    f"{where} does not have (vocabulary {trained.size} vs {served.size}){rows_txt}: prompts with "
-                    "them are split into other tokens and the model can never emit them",
-                    {
-                        "added_tokens": dict(list(new.items())[:20]),
-                        "trained_size": trained.size,
-                        "served_size": served.size,
-                        "adapter_embedding_rows": adapter_rows,
-                        "base_vocab_size": rows,
-                    },
-                )
+            return (
+                f"trained with {len(new)} added token(s) {names[:4]} (ids {sorted(new.values())[:4]}) that the "
+                f"{lin.where} does not have (vocabulary {trained.size} vs {served.size}){rows_txt}: prompts with "
+                "them are split into other tokens and the model can never emit them",
+                {
+                    "added_tokens": dict(list(new.items())[:20]),
+                    "trained_size": trained.size,
+                    "served_size": served.size,
+                    "adapter_embedding_rows": adapter_rows,
+                    "base_vocab_size": rows,
+                },
             )
-    if no_rows and not any(r is R.TOKENIZER_VOCAB for r, _, _ in out):
-        out.append(
-            (
-                R.TOKENIZER_VOCAB,
-                f"trained tokenizer has {trained.size} tokens but the served embedding has {rows} rows and the "
-                f"adapter saves no embedding: token ids ≥ {rows} have no row",
-                {"trained_size": trained.size, "base_vocab_size": rows},
-            )
+    if lin.no_rows:
+        return (
+            f"trained tokenizer has {trained.size} tokens but the served embedding has {rows} rows and the "
+            f"adapter saves no embedding: token ids ≥ {rows} have no row",
+            {"trained_size": trained.size, "base_vocab_size": rows},
         )
-    # SRV035: chat template
-    if trained.template and served is not None:
-        if not served.template:
-            out.append(
-                (
-                    R.CHAT_TEMPLATE,
-                    f"trained with a chat template ({trained.template_file}) but the {where} has none",
-                    {"trained_file": trained.template_file},
-                )
-            )
-        else:
-            diff = first_difference(trained.template, served.template)
-            if diff is not None:
-                line, a, b = diff
-                out.append(
-                    (
-                        R.CHAT_TEMPLATE,
-                        f"chat template differs from training at normalized line {line}: trained {a!r}, served {b!r}",
-                        {"line": line, "trained": a, "served": b, "trained_file": trained.template_file},
-                    )
-                )
-    # SRV036: EOS the adapter ends its answers with vs what generation stops at
+    return None
+
+
+def template_gap(lin: Lineage) -> Got:
+    """SRV035: the chat template the adapter was trained with against the served one."""
+    trained, served = lin.trained, lin.served
+    if not trained.template or served is None:
+        return None
+    if not served.template:
+        return (
+            f"trained with a chat template ({trained.template_file}) but the {lin.where} has none",
+            {"trained_file": trained.template_file},
+        )
+    diff = first_difference(trained.template, served.template)
+    if diff is None:
+        return None
+    line, a, b = diff
+    return (
+        f"chat template differs from training at normalized line {line}: trained {a!r}, served {b!r}",
+        {"line": line, "trained": a, "served": b, "trained_file": trained.template_file},
+    )
+
+
+def eos_gap(lin: Lineage) -> Got:
+    """SRV036: the EOS the adapter ends its answers with against what generation stops at."""
+    trained, served_folder, base_cfg = lin.trained, lin.served_folder, lin.base_cfg
     gen = (
         _json(served_folder / "generation_config.json")
         if (served_folder / "generation_config.json").is_file()
@@ -232,36 +272,34 @@ def lineage_checks(
         [base_cfg["eos_token_id"]] if isinstance((base_cfg or {}).get("eos_token_id"), int) else []
     )
     eos_id = trained.id_of(trained.eos)
-    if stop and eos_id is not None and eos_id not in stop:
-        out.append(
-            (
-                R.EOS_MISMATCH,
-                f"trained EOS {trained.eos!r} (id {eos_id}) is not an eos_token_id of generation_config.json "
-                f"({stop}): generation does not stop where the adapter ends its answers",
-                {"trained_eos": trained.eos, "trained_eos_id": eos_id, "generation_eos_ids": stop},
-            )
-        )
-    # SRV037: new special tokens whose embedding rows no one trained
-    saved_embedding = bool(emb) or any("lora_embedding" in k or "trainable_tokens" in k for k in tensors)
-    if rows is not None and not saved_embedding:
-        fresh = sorted((i, c) for c, i in trained.added.items() if c in trained.special and i >= rows)
-        base_new = (
-            sorted(
-                (i, c) for c, i in trained.added.items() if c in trained.special and served and c not in served.added
-            )
-            if served is not None
-            else []
-        )
-        hits = fresh or base_new
-        if hits:
-            toks, ids = [c for _, c in hits[:4]], [i for i, _ in hits[:4]]
-            out.append(
-                (
-                    R.UNTRAINED_TOKENS,
-                    f"{len(hits)} new special token(s) {toks} (ids {ids}) have "
-                    "embedding rows the adapter never trained or saved (no modules_to_save / trainable_token_indices "
-                    "for embed_tokens, lm_head)",
-                    {"tokens": {c: i for i, c in hits[:20]}, "base_vocab_size": rows},
-                )
-            )
-    return out
+    if not stop or eos_id is None or eos_id in stop:
+        return None
+    return (
+        f"trained EOS {trained.eos!r} (id {eos_id}) is not an eos_token_id of generation_config.json "
+        f"({stop}): generation does not stop where the adapter ends its answers",
+        {"trained_eos": trained.eos, "trained_eos_id": eos_id, "generation_eos_ids": stop},
+    )
+
+
+def untrained_tokens(lin: Lineage) -> Got:
+    """SRV037: new special tokens whose embedding rows no one trained."""
+    trained, served, rows, tensors = lin.trained, lin.served, lin.rows, lin.info.tensors
+    saved_embedding = bool(lin.embedding) or any("lora_embedding" in k or "trainable_tokens" in k for k in tensors)
+    if rows is None or saved_embedding:
+        return None
+    fresh = sorted((i, c) for c, i in trained.added.items() if c in trained.special and i >= rows)
+    base_new = (
+        sorted((i, c) for c, i in trained.added.items() if c in trained.special and served and c not in served.added)
+        if served is not None
+        else []
+    )
+    hits = fresh or base_new
+    if not hits:
+        return None
+    toks, ids = [c for _, c in hits[:4]], [i for i, _ in hits[:4]]
+    return (
+        f"{len(hits)} new special token(s) {toks} (ids {ids}) have "
+        "embedding rows the adapter never trained or saved (no modules_to_save / trainable_token_indices "
+        "for embed_tokens, lm_head)",
+        {"tokens": {c: i for i, c in hits[:20]}, "base_vocab_size": rows},
+    )
