@@ -48,13 +48,18 @@ Base structure and PEFT's module matching (for other probes, e.g. serving's sile
         Matching.targets {base path: Target(spec, saved_path, r, alpha, scale)}, .by_saved_path,
         .modules_to_save, .unmatched_entries, .unsupported)
     compat.resolve(scan.modules, config, arch)               (saved tensors → the base module they sit on)
+
+Layout: rules.py (ADP rules, their `tuner:<trait>` flags, CHECKS), checks/ (one registered check per rule:
+files, config, weights, scaling, base), applicability.py (which checks a tuner gets, from the flags),
+base_view.py (the base found and resolved once per scan), scan.py (the one pass over the files), probe.py
+(prepare the scan, run CHECKS, facts), formats.py (which folders are adapters and base models).
 """
 
 from typing import Any
 
 from doctor.core.probe import LazyProbe, lazy_attr
 from probes.adapter.formats import CLASSIFIERS
-from probes.adapter.rules import RULES
+from probes.adapter.rules import CHECKS, RULES
 
 PROBES = [LazyProbe("adapter", {"adapter"}, "probes.adapter.probe:AdapterProbe")]
 
@@ -76,4 +81,4 @@ def __getattr__(name: str) -> Any:
     return lazy_attr(__name__, _LAZY, name)
 
 
-__all__ = ["CLASSIFIERS", "PROBES", "RULES", *_LAZY]
+__all__ = ["CHECKS", "CLASSIFIERS", "PROBES", "RULES", *_LAZY]

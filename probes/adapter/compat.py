@@ -1,20 +1,17 @@
 """Adapter vs base model: every saved tensor resolved to the base module (or parameter) PEFT puts it on.
 
-`resolve(sc, arch)` pairs each saved module with a `Target` of `match_targets` (what PEFT adapts) or, when
-the config does not select it, with the base module at that path (`Architecture.locate`); `base_findings`
-turns what does not fit into ADP012 (shapes, layer count, vocabulary) and ADP013 (names) findings that
-name the tensor.
+`resolve(modules, config, arch)` pairs each saved module with a `Target` of `match_targets` (what PEFT adapts)
+or, when the config does not select it, with the base module at that path (`Architecture.locate`);
+`shape_problems` / `full_copy_problems` say which saved tensors do not fit their base module (the ADP012/013
+checks in probes/adapter/checks/base.py turn them into findings that name the tensor).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from doctor.core.model import Finding, Severity
-from probes.adapter.rules import BASE_NAMES, BASE_SHAPES, BASE_UNKNOWN
 from probes.common.peft.arch import CONV1D, EMBEDDING, LINEAR, Architecture, Spec, legacy_expert
 from probes.common.peft.config import SavedModule, layer_of
 from probes.common.peft.matching import Matching, Target, match_targets
@@ -95,26 +92,11 @@ def _param_chain(path: str, m: Matching, arch: Architecture) -> Target | None:
     return m.by_saved_path.get(want)
 
 
-def _short(tm: Any) -> str:
-    if isinstance(tm, list) and len(tm) > 6:
-        return f"[{', '.join(repr(t) for t in tm[:6])}, … {len(tm)} entries]"
-    return repr(tm)
-
-
-def _has_unmodelled(res: Resolved, entry: str) -> bool:
-    """A target_modules entry that names saved modules of a VLM's vision tower (not in the table)."""
-    return any(p == entry or p.endswith("." + entry) for p in res.unmodelled)
-
-
 def _shape(sc: Any, key: str | None) -> tuple[int, ...] | None:
     if key is None:
         return None
     t = sc.tensors.get(key)
     return tuple(t.shape) if t is not None else None
-
-
-def _list(items: list[str], n: int = 3) -> str:
-    return ", ".join(items[:n]) + (f" (+{len(items) - n} more)" if len(items) > n else "")
 
 
 def shape_problems(sc: Any, res: Resolved) -> list[tuple[str, str]]:
@@ -177,83 +159,4 @@ def full_copy_problems(sc: Any, arch: Architecture) -> list[tuple[str, str]]:
                                  f"{got[0]} first"))  # fmt: skip
             else:
                 out.append((key, f"is {list(got)} but the base's {spec.path} is {list(want)}"))
-    return out
-
-
-def base_findings(sc: Any, base_cfg: dict[str, Any], arch: Architecture | None, where: str) -> list[Finding]:
-    """ADP012/013/015 for one adapter against one base config."""
-    out: list[Finding] = []
-    weights: Path = sc.weights
-    cfg_path = sc.config_path or weights
-    if arch is None:
-        mt = base_cfg.get("model_type") or (base_cfg.get("text_config") or {}).get("model_type")
-        out.append(
-            BASE_UNKNOWN.finding(
-                cfg_path,
-                f"{where}: model_type {mt!r} is not in doctor's architecture table; module names and shapes "
-                "were not compared with the base (layer count and vocabulary were)",
-                locator="/base_model_name_or_path",
-            )
-        )
-        return out
-    res = sc.resolved if sc.resolved is not None else resolve(sc.modules, sc.config or {}, arch)
-    sc.resolved = res
-    bad = shape_problems(sc, res) + full_copy_problems(sc, arch)
-    if bad:
-        out.append(
-            BASE_SHAPES.finding(
-                weights,
-                f"{len(bad)} tensors do not fit {where}: " + _list([f"{k}: {msg}" for k, msg in bad]),
-                locator=bad[0][0],
-                evidence={"mismatches": [f"{k}: {msg}" for k, msg in bad[:50]], "hidden": arch.hidden},
-            )
-        )
-    if res.missing:
-        keys = [next(iter(sc.modules[p].tensors.values())) for p in res.missing]
-        names = sorted({p.rsplit(".", 1)[-1] for p in res.missing})
-        out.append(
-            BASE_NAMES.finding(
-                weights,
-                f"{len(res.missing)} adapted modules do not exist in {where} ({_list(names, 5)}): "
-                f"{_list(keys)}; its adaptable modules are {_list(sorted(arch.module_names()), 12)}",
-                locator=keys[0],
-                evidence={"missing": res.missing[:100], "known": sorted(arch.module_names())},
-            )
-        )
-    m = res.matching
-    tm = sc.config.target_modules if sc.config is not None else None
-    has_params = bool(sc.config is not None and sc.config.get("target_parameters"))
-    nothing = m.nothing_matched and not (m.modules_to_save or m.unsupported or res.unmodelled)
-    if sc.config is not None and (tm is not None or has_params) and nothing:
-        out.append(
-            BASE_NAMES.finding(
-                cfg_path,
-                f"target_modules {_short(tm)} matches no module of {where}: PEFT raises 'Target modules … not "
-                "found in the base model'",
-                locator="/target_modules",
-            )
-        )
-    if m.unsupported:
-        out.append(
-            BASE_NAMES.finding(
-                cfg_path,
-                f"target_modules {_short(tm)} selects {len(m.unsupported)} modules of {where} that are not "
-                f"Linear/Conv1D/Embedding ({_list(m.unsupported)}): PEFT raises 'Target module … is not "
-                "supported' when it loads this adapter",
-                locator="/target_modules",
-                evidence={"unsupported": m.unsupported[:50]},
-            )
-        )
-    unmatched = [] if nothing else [e for e in m.unmatched_entries if not _has_unmodelled(res, e)]
-    if unmatched:
-        out.append(
-            BASE_NAMES.finding(
-                cfg_path,
-                f"target_modules entries {_list(unmatched, 5)} match no module of {where} (PEFT "
-                f"ignores them); its adaptable modules are {_list(sorted(arch.module_names()), 12)}",
-                locator="/target_modules",
-                severity=Severity.WARNING,
-                evidence={"unknown": unmatched, "known": sorted(arch.module_names())},
-            )
-        )
     return out

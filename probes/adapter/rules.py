@@ -1,8 +1,25 @@
-"""Adapter rules (ADP###): ids, texts and tunables. Light: registered at start-up without numpy."""
+"""Adapter rules (ADP###): ids, texts, tunables and flags, and the family's CheckSet. Light: registered at
+start-up without numpy (the checks themselves live in probes/adapter/checks/, imported by the probe).
+
+Flags: `tuner:<trait>` — the rule only means something for tuners whose saved tensors have that trait
+(probes/common/peft/tuners.py: factors, ranked, scaled, dora, located); a rule without one applies to every
+tuner. probes/adapter/applicability.py turns them into the `checks` fact and the ADP003 peft_type note.
+"""
 
 from __future__ import annotations
 
+from doctor.core.checks import CheckSet
 from doctor.core.rules import rule
+from probes.common.peft.tuners import DORA as DORA_TRAIT
+from probes.common.peft.tuners import FACTORS, LOCATED, RANKED, SCALED
+
+NEEDS = "tuner:"
+
+
+def needs(*traits: str) -> set[str]:
+    """Flags of a rule that applies only to tuners with all these traits."""
+    return {NEEDS + t for t in traits}
+
 
 UNREADABLE = rule(
     "ADP001",
@@ -62,6 +79,7 @@ INCONSISTENT = rule(
     Use the adapter_config.json saved with these weights (same save_pretrained call); never edit r or
     rank_pattern by hand.
     """,
+    flags=needs(RANKED),
 )
 TARGET_MISSING = rule(
     "ADP005",
@@ -74,6 +92,7 @@ TARGET_MISSING = rule(
     model was never adapted.
     """,
     "Use module names of the base architecture (e.g. q_proj, v_proj for Llama); check `print(model)`.",
+    flags=needs(RANKED),
 )
 NON_FINITE = rule(
     "ADP006",
@@ -105,6 +124,7 @@ DEAD = rule(
     is not 0 and the saved adapter is the trained one; retrain.
     """,
     rms=1e-7,
+    flags=needs(FACTORS),
 )
 OUTLIER = rule(
     "ADP008",
@@ -119,6 +139,7 @@ OUTLIER = rule(
     "Inspect that layer's training (grad norms); lower the learning rate or clip gradients.",
     factor=10.0,
     min_layers=4,
+    flags=needs(FACTORS),
 )
 UNDERUSED = rule(
     "ADP009",
@@ -134,6 +155,7 @@ UNDERUSED = rule(
     share=0.25,
     min_r=16,
     energy=0.9,
+    flags=needs(FACTORS),
 )
 SCALING = rule(
     "ADP010",
@@ -149,6 +171,7 @@ SCALING = rule(
     "Pick lora_alpha so the scale is about 1–2 (classic: alpha = r…2r; rsLoRA: alpha ≈ √r…2√r).",
     max_scale=8.0,
     min_scale=0.05,
+    flags=needs(SCALED),
 )
 DORA = rule(
     "ADP011",
@@ -161,6 +184,7 @@ DORA = rule(
     trained one. LoRAX/TGI ignore magnitudes silently.
     """,
     "Re-save with the PEFT version used to train (DoRA needs PEFT >= 0.9) and keep use_dora as trained.",
+    flags=needs(DORA_TRAIT),
 )
 BASE_SHAPES = rule(
     "ADP012",
@@ -173,6 +197,7 @@ BASE_SHAPES = rule(
     produce wrong outputs; PEFT fails with a size mismatch.
     """,
     "Serve the adapter with the base it was trained on, or retrain on this base.",
+    flags=needs(LOCATED),
 )
 BASE_NAMES = rule(
     "ADP013",
@@ -187,6 +212,7 @@ BASE_NAMES = rule(
     An entry of target_modules that matches no module while others do is a warning (PEFT ignores it).
     """,
     "Serve the adapter with the base it was trained on, or retrain with the base's module names.",
+    flags=needs(LOCATED),
 )
 BASE_NAME = rule(
     "ADP014",
@@ -219,3 +245,21 @@ RULES = (
     UNREADABLE, UNSAFE, BAD_CONFIG, INCONSISTENT, TARGET_MISSING, NON_FINITE, DEAD, OUTLIER,
     UNDERUSED, SCALING, DORA, BASE_SHAPES, BASE_NAMES, BASE_NAME, BASE_UNKNOWN,
 )  # fmt: skip
+
+# Short names of the checks whose applicability depends on the tuner, in the order the `checks` fact and the
+# ADP003 peft_type note list them (ADP005 follows ADP004 and is not listed on its own).
+TUNER_CHECKS = {
+    UNREADABLE.id: "file integrity",
+    INCONSISTENT.id: "config vs weights (rank, targets)",
+    NON_FINITE.id: "non-finite values",
+    DEAD.id: "dead adapter",
+    OUTLIER.id: "update-size outliers",
+    UNDERUSED.id: "rank underuse",
+    SCALING.id: "scaling",
+    DORA.id: "DoRA magnitudes",
+    BASE_SHAPES.id: "shapes vs base",
+    BASE_NAMES.id: "module names vs base",
+}
+
+# One check per rule (probes/adapter/checks/), run by AdapterProbe on the prepared scan.
+CHECKS = CheckSet("adapter", RULES)

@@ -15,6 +15,7 @@ import numpy as np
 
 from probes.adapter.stats import ModuleNumbers, factor_stats, module_numbers, non_finite_count
 from probes.common.peft.config import AdapterConfig, SavedModule, group_keys, key_suffix, read_config
+from probes.common.peft.tuners import Tuner, tuner_for
 from probes.common.safetensors_io import (
     F16_NONFINITE_AT,
     FLOAT_DTYPES,
@@ -40,7 +41,10 @@ class Problem:
 
 @dataclass
 class Scan:
+    """Everything one pass read from an adapter folder; with `base_view` set, the subject of every ADP check."""
+
     folder: Path
+    given: Path | None = None  # the path the scan was asked for (the artifact's: the folder or a file in it)
     config_path: Path | None = None
     config: AdapterConfig | None = None
     weights: Path | None = None
@@ -61,6 +65,12 @@ class Scan:
     resolved: Any = None  # compat.Resolved once the base is known
     experts: dict[str, int] = field(default_factory=dict)  # saved module path → experts (MoE ParamWrapper)
     base: Any = None  # (config.json path, how it was found, parsed config) when a base was found
+    base_view: Any = None  # base_view.BaseView: the base the checks compare with (set by the probe)
+
+    @property
+    def tuner(self) -> Tuner:
+        """The PEFT tuner the config names (LoRA when there is no config)."""
+        return self.config.tuner if self.config is not None else tuner_for(None)
 
     def scale(self, module: str) -> float:
         t = self.resolved.targets.get(module) if self.resolved is not None else None
@@ -103,10 +113,10 @@ def scan_adapter(
     """Read everything doctor checks. `want_sha256`: True/False, or None = only for files ≤ 64 MiB.
     `plan(scan)` runs after the header is read and before the tensors are: it may set `scan.experts`
     (saved module path → experts stacked in its factors) so MoE parameter wrappers get per-expert numbers."""
-    folder = folder if folder.is_dir() else folder.parent
+    given, folder = folder, (folder if folder.is_dir() else folder.parent)
     t0 = time.perf_counter()
     cfg_path, weights, pickles = find_files(folder)
-    sc = Scan(folder=folder, config_path=cfg_path, weights=weights, pickles=pickles)
+    sc = Scan(folder=folder, given=given, config_path=cfg_path, weights=weights, pickles=pickles)
     if cfg_path is None:
         sc.problems.append(Problem(folder, "adapter_config.json is missing: PEFT cannot load this adapter"))
     else:

@@ -17,7 +17,8 @@ LLAMA_LIKE = {
 LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def _text_config(cfg: dict[str, Any]) -> dict[str, Any]:
+def text_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """config.json with a VLM's text_config lifted to the top (the text tower's numbers)."""
     tc = cfg.get("text_config")
     if "hidden_size" not in cfg and isinstance(tc, dict):
         return {**tc, "architectures": cfg.get("architectures")}
@@ -36,7 +37,7 @@ def read_config_json(path: Path) -> dict[str, Any] | None:
 def read_base_config(path: Path) -> dict[str, Any] | None:
     """config.json with a VLM's text_config lifted to the top (the text tower's numbers)."""
     cfg = read_config_json(path)
-    return _text_config(cfg) if cfg is not None else None
+    return text_config(cfg) if cfg is not None else None
 
 
 def find_base_config(adapter_dir: Path, rollout: Any, name_or_path: str | None) -> tuple[Path | None, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from doctor.core.safeio import loads_json
-from probes.common.peft.tuners import Tuner, describe, tuner_for
+from probes.common.peft.tuners import Tuner, tuner_for
 
 # First PEFT release that knows a field (a config using it cannot be read by older PEFT/servers).
 FIELD_SINCE = {
@@ -61,6 +61,9 @@ class ConfigIssue:
     field: str
     message: str
     severity: str = "error"
+    # What kind of issue it is, for a reader that adds to it ("tuner": a tuner other than LoRA, whose
+    # checks differ; the adapter family names which apply).
+    kind: str = ""
 
 
 @dataclass
@@ -206,7 +209,7 @@ def read_config(path: Path) -> AdapterConfig:
     if peft_type is None:
         iss.append(ConfigIssue("peft_type", "peft_type is missing (PEFT cannot tell which tuner to build)"))
     elif str(peft_type).upper() != "LORA":
-        iss.append(ConfigIssue("peft_type", f"peft_type is {peft_type!r}; {describe(peft_type)}", "info"))
+        iss.append(ConfigIssue("peft_type", f"peft_type is {peft_type!r}", "info", kind="tuner"))
     rf, af = tuner.rank_field, tuner.alpha_field
     if rf is not None:
         r = raw.get(rf)

@@ -1,4 +1,4 @@
-"""PEFT tuner types: the config fields each one uses, the tensors it saves, and which adapter checks apply.
+"""PEFT tuner types: the config fields each one uses, the tensors it saves, and what those tensors are (traits).
 
 Saved tensor names (peft 0.21, adapter name stripped), per adapted module at `<path>`:
 
@@ -18,19 +18,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Adapter checks by rule id, for the "which checks apply" fact and the ADP003 info line.
-CHECKS = {
-    "ADP001": "file integrity",
-    "ADP004": "config vs weights (rank, targets)",
-    "ADP006": "non-finite values",
-    "ADP007": "dead adapter",
-    "ADP008": "update-size outliers",
-    "ADP009": "rank underuse",
-    "ADP010": "scaling",
-    "ADP011": "DoRA magnitudes",
-    "ADP012": "shapes vs base",
-    "ADP013": "module names vs base",
-}
+# What a tuner's saved tensors are, in words a checker can branch on: a probe family's rules name the traits
+# they need (through their flags), so which checks apply to which tuner follows from these two sets.
+FACTORS = "factors"  # low-rank factors A, B whose product is the update: norms, ranks and B = 0 mean something
+RANKED = "ranked"  # a config rank the saved tensors must match
+SCALED = "scaled"  # a fixed alpha/r scale (AdaLoRA's budget moves its ranks during training)
+DORA = "dora"  # may carry DoRA magnitude vectors
+LOCATED = "located"  # each tensor's shape follows from the base module it sits on (see expected_shapes)
+TRAITS = (FACTORS, RANKED, SCALED, DORA, LOCATED)
 
 
 @dataclass(frozen=True)
@@ -38,37 +33,25 @@ class Tuner:
     label: str
     rank_field: str | None  # the config field holding r
     alpha_field: str | None
-    checks: tuple[str, ...]  # rule ids that apply
+    traits: frozenset[str] = frozenset()
 
-    def skipped(self) -> list[str]:
-        return [r for r in CHECKS if r not in self.checks]
+    def has(self, trait: str) -> bool:
+        return trait in self.traits
 
 
-_ALL = tuple(CHECKS)
 TUNERS: dict[str, Tuner] = {
-    "LORA": Tuner("LoRA", "r", "lora_alpha", _ALL),
-    "ADALORA": Tuner("AdaLoRA", "init_r", "lora_alpha", tuple(c for c in _ALL if c not in ("ADP010", "ADP011"))),
-    "IA3": Tuner("IA3", None, None, ("ADP001", "ADP006", "ADP012", "ADP013")),
-    "LOHA": Tuner("LoHa", "r", "alpha", ("ADP001", "ADP004", "ADP006", "ADP010", "ADP012", "ADP013")),
-    "LOKR": Tuner("LoKr", "r", "alpha", ("ADP001", "ADP004", "ADP006", "ADP010", "ADP012", "ADP013")),
+    "LORA": Tuner("LoRA", "r", "lora_alpha", frozenset(TRAITS)),
+    "ADALORA": Tuner("AdaLoRA", "init_r", "lora_alpha", frozenset({FACTORS, RANKED, LOCATED})),
+    "IA3": Tuner("IA3", None, None, frozenset({LOCATED})),
+    "LOHA": Tuner("LoHa", "r", "alpha", frozenset({RANKED, SCALED, LOCATED})),
+    "LOKR": Tuner("LoKr", "r", "alpha", frozenset({RANKED, SCALED, LOCATED})),
 }
 # Any other type (VeRA, OFT, BOFT, FourierFT, …): its tensors are not interpreted.
-OTHER = Tuner("other", None, None, ("ADP001", "ADP006"))
+OTHER = Tuner("other", None, None)
 
 
 def tuner_for(peft_type: object) -> Tuner:
     return TUNERS.get(str(peft_type).upper(), OTHER) if peft_type is not None else TUNERS["LORA"]
-
-
-def applies(peft_type: object, rule_id: str) -> bool:
-    return rule_id in tuner_for(peft_type).checks
-
-
-def describe(peft_type: object) -> str:
-    t = tuner_for(peft_type)
-    on = ", ".join(CHECKS[c] for c in t.checks)
-    off = ", ".join(CHECKS[c] for c in t.skipped())
-    return f"checks that apply to {t.label}: {on}" + (f"; not applicable: {off}" if off else "")
 
 
 def expected_shapes(roles: dict[str, tuple[int, ...]], in_f: int, out_f: int) -> list[tuple[str, str]]:
