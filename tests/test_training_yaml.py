@@ -87,3 +87,12 @@ def test_training_config_invalid_yaml_names_file_and_position(tmp_path):
     (tmp_path / "axolotl.yaml").write_text("base_model: x\nlearning_rate: [2e-4\nadapter: lora\n")
     f = _only_unreadable(run(tmp_path), "axolotl.yaml")
     assert "invalid YAML" in f.message and f.locator.startswith("line "), (f.message, f.locator)
+
+
+def test_wandb_config_with_a_syntax_error_is_a_skipped_entry_naming_it(tmp_path):
+    _wandb_run(tmp_path, "logging_steps:\n  value: [5\n")
+    rep = run(tmp_path)
+    assert not [f for f in rep.findings if f.rule in ("DOC001", "DOC002")], [f.message for f in rep.findings]
+    (f,) = [f for f in rep.findings if f.rule == "TRN010"]
+    assert f.message.startswith("config.yaml is not YAML: ") and " at line " in f.message, f.message
+    assert f.locator == "files/config.yaml"
