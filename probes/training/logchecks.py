@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from doctor.core.checks import CheckFn, unreadable_finding
 from doctor.core.model import Finding
-from doctor.core.rules import Rule
+from doctor.core.rules import DOC_UNREADABLE, Rule
 from probes.training.detection import Kind
 from probes.training.logsubject import LogSubject
 from probes.training.rules import (
@@ -51,8 +51,8 @@ def is_log_rule(rule: Rule) -> bool:
 
 
 def run_log_checks(subject: LogSubject, ctx: ProbeContext | None = None) -> list[Finding]:
-    """Every TRN check on one run, in the order the run shows its findings: the reader's problems, the
-    too-short note, then the detections in detector order (`doctor watch` prints them in this order)."""
+    """Every TRN check on one run: the reader's problems, the too-short note, then the detections in detector
+    order (`in_log_order` interleaves the reader's problems as it met them, for `doctor watch`)."""
     return CHECKS.run("artifact", subject, ctx, applies=is_log_rule)
 
 
@@ -166,7 +166,7 @@ def report_unreadable(subject: LogSubject, ctx: ProbeContext) -> None:
 def in_log_order(subject: LogSubject, found: list[Finding]) -> list[Finding]:
     """Findings from the reader's problems in the order it met them (DOC001, TRN010 and TRN011
     interleaved), ahead of the rest, which keep their order."""
-    kind_of = {"DOC001": "doc", PARTLY_UNREADABLE.id: "entry", STEP_ORDER.id: "order"}
+    kind_of = {DOC_UNREADABLE.id: "doc", PARTLY_UNREADABLE.id: "entry", STEP_ORDER.id: "order"}
     rank = {}
     for i, p in enumerate(subject.series.problems):
         rank.setdefault((p.kind if p.kind in ("doc", "order") else "entry", p.locator), i)
