@@ -57,8 +57,8 @@ def _rollout(tmp_path):
 
 def _scan_registry(root, session: ScanSession) -> list:
     """The serving probe's artifact pass (for the servers' facts), then the registry probe's two passes."""
-    from doctor.core.discovery import discover
     from doctor.engine import group_rollouts
+    from probes import discover
     from probes.serving.probe import ServingProbe
 
     (rollout,) = group_rollouts(discover(root), root)
