@@ -100,7 +100,9 @@ def _patterns(info: AdapterInfo, cfg: AdapterConfig) -> dict[str, Any] | None:
     }
 
 
-_NON_LORA = {"IA3", "LOHA", "LOKR", "ADALORA", "OFT", "BOFT", "VERA", "FOURIERFT", "HRA", "BONE", "LN_TUNING"}
+_NON_LORA = frozenset(
+    {"IA3", "LOHA", "LOKR", "ADALORA", "OFT", "BOFT", "VERA", "FOURIERFT", "HRA", "BONE", "LN_TUNING"}
+)
 
 
 def _non_lora(info: AdapterInfo, cfg: AdapterConfig) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from probes.common.adapterinfo import WEIGHT_NAMES, AdapterInfo, adapter_info
 from probes.common.targets import Resolved, resolve_target
 from probes.serving import engines
 from probes.serving import rules as R
-from probes.serving.artifacts import read_base_config
+from probes.serving.basemodel import read_base_config
 from probes.serving.readers import apply_config_file, parse_config
 from probes.serving.server import AdapterRef, ParsedConfig, Server
 

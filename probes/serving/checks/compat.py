@@ -18,7 +18,7 @@ from doctor.core.probe import ProbeContext
 from doctor.core.rules import Rule
 from probes.serving import engines, features
 from probes.serving import rules as R
-from probes.serving.artifacts import dim_mismatches
+from probes.serving.basemodel import dim_mismatches
 from probes.serving.rules import CHECKS
 from probes.serving.subjects import Base, Pair, Pairs
 

@@ -18,34 +18,38 @@ from probes.serving.server import AdapterRef, Server, problem
 VLLM_DEFAULTS = {"max_lora_rank": 16, "max_loras": 1}
 SGLANG_DEFAULTS = {"max_loras": 8}  # --max-loras-per-batch; --max-lora-rank is inferred from the adapters
 # vLLM options that take no value (anything else followed by a non-flag token takes that token).
-_VLLM_BOOL = {
-    "enable-lora",
-    "trust-remote-code",
-    "enforce-eager",
-    "disable-log-requests",
-    "disable-log-stats",
-    "enable-prefix-caching",
-    "no-enable-prefix-caching",
-    "fully-sharded-loras",
-    "enable-chunked-prefill",
-    "disable-custom-all-reduce",
-    "enable-auto-tool-choice",
-    "disable-frontend-multiprocessing",
-    "enable-lora-bias",
-    "headless",
-    "api-server-count",
-    "skip-tokenizer-init",
-    "disable-sliding-window",
-    "enable-expert-parallel",
-    "enable-sleep-mode",
-    "async-scheduling",
-    "no-enable-lora",
-}
-_VLLM_BOOL.discard("api-server-count")
-_VLLM_MULTI = {"lora-modules", "allowed-origins", "middleware", "allowed-methods", "allowed-headers"}
-_SGLANG_BOOL = {"enable-lora", "trust-remote-code", "disable-radix-cache", "enable-torch-compile", "skip-server-warmup"}
-_SGLANG_MULTI = {"lora-paths", "lora-target-modules"}
-_TGI_BOOL = {"trust-remote-code", "disable-custom-kernels", "sharded", "json-output", "disable-grammar-support"}
+_VLLM_BOOL = frozenset(
+    {
+        "enable-lora",
+        "trust-remote-code",
+        "enforce-eager",
+        "disable-log-requests",
+        "disable-log-stats",
+        "enable-prefix-caching",
+        "no-enable-prefix-caching",
+        "fully-sharded-loras",
+        "enable-chunked-prefill",
+        "disable-custom-all-reduce",
+        "enable-auto-tool-choice",
+        "disable-frontend-multiprocessing",
+        "enable-lora-bias",
+        "headless",
+        "skip-tokenizer-init",
+        "disable-sliding-window",
+        "enable-expert-parallel",
+        "enable-sleep-mode",
+        "async-scheduling",
+        "no-enable-lora",
+    }
+)
+_VLLM_MULTI = frozenset({"lora-modules", "allowed-origins", "middleware", "allowed-methods", "allowed-headers"})
+_SGLANG_BOOL = frozenset(
+    {"enable-lora", "trust-remote-code", "disable-radix-cache", "enable-torch-compile", "skip-server-warmup"}
+)
+_SGLANG_MULTI = frozenset({"lora-paths", "lora-target-modules"})
+_TGI_BOOL = frozenset(
+    {"trust-remote-code", "disable-custom-kernels", "sharded", "json-output", "disable-grammar-support"}
+)
 _IMAGE = re.compile(
     r"(?P<repo>(?:[\w.-]+(?::\d+)?/)?(?:vllm/vllm-openai|huggingface/text-generation-inference|"
     r"predibase/lorax|lmsysorg/sglang))(?::(?P<tag>[\w.-]+))?"
@@ -65,7 +69,9 @@ def _int(server: Server, key: str, value: Any, line: int) -> int | None:
         return None
 
 
-def parse_opts(tokens: list[str], bools: set[str], multi: set[str]) -> tuple[dict[str, list[Any]], list[str]]:
+def parse_opts(
+    tokens: list[str], bools: frozenset[str], multi: frozenset[str]
+) -> tuple[dict[str, list[Any]], list[str]]:
     """`--a b --c=d --flag x y` → ({a: [b], c: [d], flag: [True]}, positionals)."""
     opts: dict[str, list[Any]] = {}
     pos: list[str] = []
@@ -344,7 +350,7 @@ def from_argv(
     if engine == "sglang":
         opts, _ = parse_opts(args, _SGLANG_BOOL, _SGLANG_MULTI)
         return sglang_server(opts, server)
-    opts, _ = parse_opts(args, _TGI_BOOL, set())
+    opts, _ = parse_opts(args, _TGI_BOOL, frozenset())
     return tgi_server(opts, env, server, text)
 
 

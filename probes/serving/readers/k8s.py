@@ -12,7 +12,7 @@ from probes.serving.readers.argv import from_argv
 from probes.serving.readers.common import argv_of, env_of, interp_tokens
 from probes.serving.server import ParsedConfig
 
-K8S_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod", "CronJob"}
+K8S_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "Pod", "CronJob"})
 
 
 def _pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:

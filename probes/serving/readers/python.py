@@ -34,7 +34,7 @@ def _unknown(node: ast.AST) -> str:
     return "${" + (re.sub(r"\W+", "_", ast.unparse(node)).strip("_") or "expr") + "}"
 
 
-_RUNNERS = {"system", "run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"}
+_RUNNERS = frozenset({"system", "run", "Popen", "call", "check_call", "check_output", "getoutput", "getstatusoutput"})
 
 
 class _Resolver:

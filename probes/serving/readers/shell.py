@@ -18,7 +18,7 @@ LAUNCH = re.compile(
     r"vllm\s+serve|vllm\.entrypoints|sglang\.launch_server|text-generation-launcher|lorax-launcher|"
     r"docker\s+run|podman\s+run"
 )
-_SEPARATORS = {"&&", "||", ";", "|", "&"}
+_SEPARATORS = frozenset({"&&", "||", ";", "|", "&"})
 
 
 def _cut(tokens: list[str]) -> list[list[str]]:

@@ -13,15 +13,17 @@ from probes.serving.readers.argv import PIP_VLLM, vllm_server
 from probes.serving.readers.common import interp_tree
 from probes.serving.server import ParsedConfig, Server
 
-_VLLM_YAML_KEYS = {
-    "model",
-    "enable-lora",
-    "max-lora-rank",
-    "max-loras",
-    "max-cpu-loras",
-    "lora-modules",
-    "served-model-name",
-}
+_VLLM_YAML_KEYS = frozenset(
+    {
+        "model",
+        "enable-lora",
+        "max-lora-rank",
+        "max-loras",
+        "max-cpu-loras",
+        "lora-modules",
+        "served-model-name",
+    }
+)
 
 
 def vllm_yaml_opts(doc: dict[str, Any]) -> dict[str, list[Any]]:

@@ -1,4 +1,4 @@
-"""What serving checks need to know about a base model folder, and how an adapter's shapes fit it.
+"""The base model a server serves, as the serving checks see it: its config.json, and how adapter shapes fit it.
 
 The adapter side is probes.common.adapterinfo (`AdapterInfo`: adapter_config.json + safetensors header),
 shared with the registry. Base configs are read with probes.common.peft's validated readers.
