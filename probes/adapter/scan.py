@@ -9,7 +9,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,10 @@ from probes.common.safetensors_io import (
     read_header,
     sha256_file,
 )
+
+if TYPE_CHECKING:
+    from probes.adapter.base_view import BaseView
+    from probes.adapter.compat import Resolved
 
 WEIGHT_NAMES = ("adapter_model.safetensors",)
 PICKLE_NAMES = ("adapter_model.bin", "adapter_model.pt", "adapter_model.pth")
@@ -62,10 +66,10 @@ class Scan:
     sha256: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
     facts: dict[str, Any] = field(default_factory=dict)
-    resolved: Any = None  # compat.Resolved once the base is known
+    resolved: Resolved | None = None  # saved modules → base modules, once the base is known (plan_base)
     experts: dict[str, int] = field(default_factory=dict)  # saved module path → experts (MoE ParamWrapper)
-    base: Any = None  # (config.json path, how it was found, parsed config) when a base was found
-    base_view: Any = None  # base_view.BaseView: the base the checks compare with (set by the probe)
+    base: tuple[Path, str, dict[str, Any]] | None = None  # (config.json, how it was found, parsed) when found
+    base_view: BaseView | None = None  # the base the checks compare with (set by the probe)
 
     @property
     def tuner(self) -> Tuner:
