@@ -11,15 +11,13 @@ from collections.abc import Iterable
 
 from doctor.core.model import Artifact, Finding
 from doctor.core.probe import Probe, ProbeContext, Rollout
-from probes.common.targets import resolve_target
 from probes.serving import rules as R
 from probes.serving.checks import compat, configs, lineage, paths, routes, servers, silent  # noqa: F401 (register)
 from probes.serving.matrix import rollout_matrix
 from probes.serving.rules import CHECKS
-from probes.serving.subjects import prepare_rollout, read_config, rollout_servers
+from probes.serving.subjects import prepare_rollout, read_config
 
-# The registry probe still resolves served adapters through these (until it reads serving's facts itself).
-__all__ = ["ServingProbe", "resolve_target", "rollout_servers"]
+__all__ = ["ServingProbe"]
 
 
 class ServingProbe(Probe):
