@@ -118,3 +118,23 @@ def test_a_family_registers_a_check_for_each_of_its_rules(family):
         getattr(probe, "impl", probe)
     assert mod.CHECKS.missing() == []
     assert {r.id for r in mod.RULES} <= set(mod.CHECKS.rules)
+
+
+def test_no_family_reaches_the_catalogue_of_all_families():
+    """`probes` itself (probes/__init__.py: FAMILIES, classifiers(), load_probes()) sits above the families:
+    only the engine and the application may import it, never a family or the probe kit."""
+    graph = grimp.build_graph("doctor", "probes", exclude_type_checking_imports=True, cache_dir=None)
+    importers = graph.find_modules_that_directly_import("probes")
+    assert sorted(m for m in importers if m.startswith("probes.")) == []
+
+
+def test_architecture_doc_names_every_module():
+    """docs/ARCHITECTURE.md is the map a newcomer reads first: every module of doctor/ and probes/ is on it."""
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    unnamed = [
+        p.relative_to(ROOT).as_posix()
+        for base in ("doctor", "probes")
+        for p in sorted((ROOT / base).rglob("*.py"))
+        if p.name != "__init__.py" and p.relative_to(ROOT).as_posix() not in doc
+    ]
+    assert unnamed == []

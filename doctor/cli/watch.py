@@ -17,6 +17,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.set_defaults(handler=run)
 
 
+def _training_logs(folder: Path) -> list[Path]:
+    """Every family's formats decide: a file another family claims (an eval CSV with a loss column) is no log."""
+    from probes import discover
+
+    return [a.path for a in discover(folder) if a.kind == "training_log"]
+
+
 def run(args: argparse.Namespace) -> int:
     from probes.training.watch import run_watch
 
@@ -31,7 +38,11 @@ def run(args: argparse.Namespace) -> int:
     gate, failing = fail_rank(settings.fail_on), []
     try:
         run_watch(
-            args.paths, settings, interval=args.interval, on_finding=lambda f: failing.append(f.severity.rank >= gate)
+            args.paths,
+            settings,
+            interval=args.interval,
+            on_finding=lambda f: failing.append(f.severity.rank >= gate),
+            logs_under=_training_logs,
         )
     except KeyboardInterrupt:
         pass

@@ -140,16 +140,23 @@ class LogWatcher:
         return out
 
 
-def _targets(paths: Iterable[Path]) -> list[Path]:
-    from probes import discover  # every family's formats: a file another family claims is not a log here
+def own_logs(folder: Path) -> list[Path]:
+    """The training logs under `folder` by this family's formats alone (callers that know every family's
+    formats pass their own finder to run_watch, so a file another family claims is not taken for a log)."""
+    from doctor.core.discovery import discover
+    from probes.training.formats import CLASSIFIERS
 
+    return [a.path for a in discover(folder, CLASSIFIERS) if a.kind == "training_log"]
+
+
+def _targets(paths: Iterable[Path], logs_under: Callable[[Path], list[Path]]) -> list[Path]:
     out = []
     for p in paths:
         p = Path(p)
         if p.is_file() or p.name == "mlruns":
             out.append(p.resolve())
             continue
-        out.extend(a.path for a in discover(p) if a.kind == "training_log")
+        out.extend(logs_under(p))
     return out
 
 
@@ -165,10 +172,11 @@ def run_watch(
     interval: float = 0.25,
     stop: threading.Event | Callable[[], bool] | None = None,
     on_finding: Callable[[Finding], None] | None = None,
+    logs_under: Callable[[Path], list[Path]] = own_logs,
 ) -> int:
     """Follow the training logs under `paths` until `stop` is set (or KeyboardInterrupt); print each new
-    finding as it appears. New log files under a watched folder are picked up. Returns the number of
-    findings reported."""
+    finding as it appears. New log files under a watched folder are picked up (`logs_under(folder)` finds
+    them). Returns the number of findings reported."""
     param = analyze.default_param
     overrides = None
     if settings is not None:
@@ -190,7 +198,7 @@ def run_watch(
         while True:
             now = time.monotonic()
             if now - last_scan > 2.0:
-                for t in _targets(paths):
+                for t in _targets(paths, logs_under):
                     if t not in watchers:
                         watchers[t] = LogWatcher(t, param=param, overrides=overrides)
                         print(f"watching {t}", file=out, flush=True)
