@@ -1,4 +1,5 @@
-"""Bounded YAML loading for serving configs and the registry.
+"""Bounded YAML loading: every YAML doctor reads (serving configs, the registry, training configs, W&B
+config.yaml, playbooks, a trainer config a job rewrites) comes through here.
 
 `yaml.safe_load` builds a billion-laughs document cheaply (aliases share one Python object), but every
 walk over the result (env interpolation, JSON facts, comparisons) then expands it. So documents are
