@@ -12,6 +12,7 @@ from doctor.core.model import Report, display_path
 from doctor.core.settings import Settings
 from doctor.engine import check, group_rollouts
 from doctor.playbook.tree import Evidence, Triage, Walker, load_all
+from probes.common.paths import within
 
 
 @dataclass
@@ -27,20 +28,12 @@ def evidence_by_rollout(report: Report) -> list[tuple[Path, Evidence]]:
     rollouts = group_rollouts(report.artifacts, default if default.is_dir() else default.parent)
     out: list[tuple[Path, Evidence]] = []
     for r in sorted(rollouts, key=lambda r: str(r.root)):
-        findings = [f for f in report.findings if f.path is not None and _under(f.path, r.root)]
+        findings = [f for f in report.findings if f.path is not None and within(f.path, r.root)]
         manifest = next((a.facts for a in r.artifacts if a.kind == "manifest"), {})
         out.append((r.root, Evidence(findings, r.artifacts, manifest)))
     if not out:  # nothing discovered: triage the bare findings (DOC003 …)
         out.append((default, Evidence(list(report.findings), [], {})))
     return out
-
-
-def _under(path: Path, root: Path) -> bool:
-    try:
-        path.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def run_triage(

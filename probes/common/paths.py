@@ -45,6 +45,15 @@ def _under(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def within(path: Path, root: Path) -> bool:
+    """Whether `path` lies at or under `root`, both resolved (links followed)."""
+    try:
+        path.resolve().relative_to(root.resolve())
+        return True
+    except ValueError:
+        return False
+
+
 def declared_paths(root: Path, manifest: dict[str, Any] | None) -> list[Path]:
     """Every path the rollout manifest declares, resolved against the manifest's folder."""
     m = manifest or {}

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from doctor.core.probe import Rollout
-from probes.common.paths import declared_paths, policy_for
+from probes.common.paths import declared_paths, policy_for, within
 
 _UNRESOLVED = re.compile(r"\$\{[A-Za-z_]|\$[A-Za-z_]|\$\([A-Za-z_]")
 
@@ -38,14 +38,6 @@ class Resolved:
     status: str  # ok | outside | container | hub | unresolved
     written: str
     detail: str = ""
-
-
-def _within(p: Path, root: Path) -> bool:
-    try:
-        p.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def resolve_target(
@@ -70,16 +62,16 @@ def resolve_target(
                 if not h.is_absolute():
                     h = (config_dir or root) / h
                 cand = h / rest if rest else h
-                if _within(cand, root) or allow or cand.resolve() in trusted:
+                if within(cand, root) or allow or cand.resolve() in trusted:
                     return Resolved(cand, "ok", target, f"via volume {host}:{cont}")
                 return Resolved(cand, "outside", target, f"via volume {host}:{cont}")
-        if _within(raw, root) or raw.resolve() in trusted:
+        if within(raw, root) or raw.resolve() in trusted:
             return Resolved(raw, "ok", target)
         if raw.exists():
             return Resolved(raw, "ok" if allow else "outside", target)
         return Resolved(None, "container", target)
     cand = root / raw
-    if not _within(cand, root) and cand.resolve() not in trusted:
+    if not within(cand, root) and cand.resolve() not in trusted:
         return Resolved(cand, "ok" if allow else "outside", target)
     first = raw.parts[0] if raw.parts else ""
     is_pathish = target.startswith((".", "~")) or cand.exists() or (root / first).exists() or "/" not in target

@@ -18,6 +18,7 @@ from doctor.core.model import Artifact, Finding
 from doctor.core.probe import ProbeContext, ReadError, Rollout
 from doctor.core.rules import Rule
 from probes.common.adapterinfo import WEIGHT_NAMES, AdapterInfo, adapter_info
+from probes.common.paths import within
 from probes.common.targets import Resolved, resolve_target
 from probes.serving import engines
 from probes.serving import rules as R
@@ -27,14 +28,6 @@ from probes.serving.server import AdapterRef, ParsedConfig, Server
 
 if TYPE_CHECKING:
     from probes.serving.tokenizer import Lineage
-
-
-def within(p: Path, root: Path) -> bool:
-    try:
-        p.resolve().relative_to(root.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def serving_env(ctx: ProbeContext) -> dict[str, str]:
