@@ -1,7 +1,8 @@
 """What the serving checks look at, prepared once per config and once per rollout.
 
 - `ConfigSubject` (artifact scope): one parsed serving config, its servers with their `--config` YAML merged
-  in, and the reader's problems as findings of the rules they fall under (`problem_rule`).
+  in, and what the readers met as `Note`s of a kind (an unresolved variable, a path outside the rollout, …);
+  each rule's check turns the notes of its kind into its findings.
 - `ServingRollout` (rollout scope): every server of the rollout with the base model it serves and each
   adapter route resolved (`Routed`); the routes found on disk as `Pair`s (adapter × server × base), which
   the per-adapter checks and the compatibility matrix share.
@@ -21,7 +22,6 @@ from probes.common.adapterinfo import WEIGHT_NAMES, AdapterInfo, adapter_info
 from probes.common.paths import within
 from probes.common.targets import Resolved, resolve_target
 from probes.serving import engines
-from probes.serving import rules as R
 from probes.serving.basemodel import read_base_config
 from probes.serving.readers import apply_config_file, parse_config
 from probes.serving.server import AdapterRef, ParsedConfig, Server
@@ -38,14 +38,28 @@ def serving_env(ctx: ProbeContext) -> dict[str, str]:
 # ------------------------------------------------------------------ artifact scope: one config
 
 
-def problem_rule(kind: str) -> Rule:
-    """The rule a parse problem is reported under."""
-    return {
-        "unresolved_var": R.UNRESOLVED_VAR,
-        "invalid_adapter_spec": R.INVALID_SPEC,
-        "outside": R.OUTSIDE_ROOT,
-        "cannot_follow": R.CANNOT_VERIFY,
-    }.get(kind, R.UNPARSEABLE)
+# The kinds of what a reader or the preparation met; every other reader problem kind is "unparseable".
+NOTE_KINDS = frozenset({"unparseable", "unresolved_var", "invalid_adapter_spec", "outside", "cannot_follow"})
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something met while a subject was prepared, for the check of its kind to report (a finding's parts)."""
+
+    kind: str
+    path: Path
+    message: str
+    locator: str
+    line: int = 1
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def finding(self, rule: Rule) -> Finding:
+        return rule.finding(self.path, self.message, locator=self.locator, evidence=self.evidence, line=self.line)
+
+
+def _note(p: dict[str, Any], path: Path, message: str, locator: str) -> Note:
+    kind = p["kind"] if p["kind"] in NOTE_KINDS else "unparseable"
+    return Note(kind, path, message, locator, p["line"], dict(p))
 
 
 @dataclass
@@ -53,11 +67,12 @@ class ConfigSubject:
     artifact: Artifact
     parsed: ParsedConfig
     servers: list[Server]  # with their --config YAML merged in
-    # The reader's problems and the --config notes, as findings, in the order they were met.
-    notes: list[Finding] = field(default_factory=list)
+    # The reader's problems and the --config notes, in the order they were met.
+    notes: list[Note] = field(default_factory=list)
 
-    def noted(self, rule: Rule) -> list[Finding]:
-        return [f for f in self.notes if f.rule == rule.id]
+    def noted(self, kind: str, rule: Rule) -> list[Finding]:
+        """`rule`'s findings for the notes of `kind` (called by that rule's check only)."""
+        return [n.finding(rule) for n in self.notes if n.kind == kind]
 
     def facts(self) -> dict[str, Any]:
         pc = self.parsed
@@ -73,12 +88,7 @@ def read_config(artifact: Artifact, ctx: ProbeContext) -> ConfigSubject:
     """Parse the config (ReadError when the whole file is unreadable) and merge each server's --config."""
     env = serving_env(ctx)
     pc = parse_config(artifact.path, env, root=ctx.rollout.root)
-    notes = [
-        problem_rule(p["kind"]).finding(
-            artifact.path, p["message"], locator=f"line {p['line']}", evidence=dict(p), line=p["line"]
-        )
-        for p in pc.problems
-    ]
+    notes = [_note(p, artifact.path, p["message"], f"line {p['line']}") for p in pc.problems]
     servers = []
     for srv in pc.servers:
         if srv.config_file:
@@ -86,20 +96,13 @@ def read_config(artifact: Artifact, ctx: ProbeContext) -> ConfigSubject:
         servers.append(srv)
         loc = srv.name
         notes.extend(
-            problem_rule(p["kind"]).finding(
-                artifact.path,
-                f"{loc}: {p['message']}",
-                locator=f"{loc}: line {p['line']}",
-                evidence=dict(p),
-                line=p["line"],
-            )
-            for p in srv.problems
+            _note(p, artifact.path, f"{loc}: {p['message']}", f"{loc}: line {p['line']}") for p in srv.problems
         )
     return ConfigSubject(artifact, pc, servers, notes)
 
 
 def _with_config_file(
-    srv: Server, artifact: Artifact, ctx: ProbeContext, env: dict[str, str], findings: list[Finding]
+    srv: Server, artifact: Artifact, ctx: ProbeContext, env: dict[str, str], notes: list[Note]
 ) -> Server:
     """The server with its `--config` YAML merged in, or as it is with a note why the file was not read."""
     assert srv.config_file is not None
@@ -108,32 +111,24 @@ def _with_config_file(
     if res.status == "ok" and path is not None and not path.exists():
         alt = artifact.path.parent / srv.config_file
         path = alt if alt.exists() and within(alt, ctx.rollout.root) else path
-    unusable = None  # (rule, what is wrong with the --config file)
+    unusable = None  # (note kind, what is wrong with the --config file)
     if res.status == "outside":
-        unusable = (R.OUTSIDE_ROOT, f"--config {srv.config_file} is outside the rollout; not followed")
+        unusable = ("outside", f"--config {srv.config_file} is outside the rollout; not followed")
     elif path is None or not path.is_file():
         unusable = (
-            (R.CANNOT_VERIFY, f"--config {srv.config_file} exists only in the container")
+            ("cannot_follow", f"--config {srv.config_file} exists only in the container")
             if res.status == "container"
-            else (R.UNPARSEABLE, f"--config file {srv.config_file} not found")
+            else ("unparseable", f"--config file {srv.config_file} not found")
         )
     if unusable is not None:
-        rule, what = unusable
-        findings.append(
-            rule.finding(artifact.path, f"{srv.name}: {what}", locator=f"{srv.name}: config", line=srv.line)
-        )
+        kind, what = unusable
+        notes.append(Note(kind, artifact.path, f"{srv.name}: {what}", f"{srv.name}: config", srv.line))
         return srv
     try:
         return apply_config_file(srv, path, env)
     except ReadError as err:
-        findings.append(
-            R.UNPARSEABLE.finding(
-                artifact.path,
-                f"{srv.name}: --config {srv.config_file}: {err.reason} {err.where}".strip(),
-                locator=f"{srv.name}: config",
-                line=srv.line,
-            )
-        )
+        what = f"{srv.name}: --config {srv.config_file}: {err.reason} {err.where}".strip()
+        notes.append(Note("unparseable", artifact.path, what, f"{srv.name}: config", srv.line))
         return srv
 
 
@@ -145,7 +140,8 @@ class Base:
     names: list[str]  # names the server answers to / the base is known by
     folder: Path | None = None
     config: dict[str, Any] | None = None
-    findings: list[Finding] = field(default_factory=list)
+    # Why the base could not be followed ("outside", "cannot_follow"), for those rules' checks.
+    notes: list[Note] = field(default_factory=list)
     # The rollout manifest's own base: probes/adapter already checks adapters against it (ADP012-014).
     is_manifest_base: bool = False
     manifest_name: str | None = None
@@ -179,24 +175,26 @@ def served_base(server: Server, rollout: Rollout, ctx: ProbeContext, cfg_path: P
     if res.status == "ok" and res.path is not None and (res.path / "config.json").is_file():
         base.folder = res.path
     elif res.status == "outside":
-        base.findings.append(
-            R.OUTSIDE_ROOT.finding(
+        base.notes.append(
+            Note(
+                "outside",
                 cfg_path,
                 f"{server.name}: model {model!r} resolves to {res.path} outside the rollout {rollout.root}; "
                 "not followed",
-                locator=f"{server.name}: model",
-                evidence={"path": model, "resolved": str(res.path)},
-                line=server.line,
+                f"{server.name}: model",
+                server.line,
+                {"path": model, "resolved": str(res.path)},
             )
         )
     elif res.status == "container":
-        base.findings.append(
-            R.CANNOT_VERIFY.finding(
+        base.notes.append(
+            Note(
+                "cannot_follow",
                 cfg_path,
                 f"{server.name}: model {model!r} exists only inside the container; base checks skipped",
-                locator=f"{server.name}: model",
-                evidence={"path": model},
-                line=server.line,
+                f"{server.name}: model",
+                server.line,
+                {"path": model},
             )
         )
     if base.folder is None and mfolder is not None and mname and (model == mname or mname in server.served_names):

@@ -17,17 +17,17 @@ from probes.serving.subjects import ConfigSubject
 @CHECKS(R.UNPARSEABLE)
 def unparseable(subject: ConfigSubject, ctx: ProbeContext) -> list[Finding]:
     """Parts the readers could not parse (and --config files not found or unreadable)."""
-    return subject.noted(R.UNPARSEABLE)
+    return subject.noted("unparseable", R.UNPARSEABLE)
 
 
 @CHECKS(R.UNRESOLVED_VAR)
 def unresolved_variable(subject: ConfigSubject, ctx: ProbeContext) -> list[Finding]:
-    return subject.noted(R.UNRESOLVED_VAR)
+    return subject.noted("unresolved_var", R.UNRESOLVED_VAR)
 
 
 @CHECKS(R.INVALID_SPEC)
 def invalid_adapter_spec(subject: ConfigSubject, ctx: ProbeContext) -> list[Finding]:
-    return subject.noted(R.INVALID_SPEC)
+    return subject.noted("invalid_adapter_spec", R.INVALID_SPEC)
 
 
 @CHECKS(R.CAP_NOT_ALLOWED)

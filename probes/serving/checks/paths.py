@@ -18,11 +18,11 @@ from probes.serving.subjects import ConfigSubject, ServingRollout
 @CHECKS(R.OUTSIDE_ROOT, scope=("artifact", "rollout"))
 def outside_rollout(subject: ConfigSubject | ServingRollout, ctx: ProbeContext) -> Iterator[Finding]:
     if isinstance(subject, ConfigSubject):
-        yield from subject.noted(R.OUTSIDE_ROOT)
+        yield from subject.noted("outside", R.OUTSIDE_ROOT)
         return
     root = subject.rollout.root
     for s in subject.served:
-        yield from (f for f in s.base.findings if f.rule == R.OUTSIDE_ROOT.id)
+        yield from (n.finding(R.OUTSIDE_ROOT) for n in s.base.notes if n.kind == "outside")
         for r in s.routes:
             if r.res.status == "outside":
                 loc = f"{s.server.name}: {r.ref.name}"
@@ -39,10 +39,10 @@ def outside_rollout(subject: ConfigSubject | ServingRollout, ctx: ProbeContext) 
 @CHECKS(R.CANNOT_VERIFY, scope=("artifact", "rollout"))
 def cannot_verify(subject: ConfigSubject | ServingRollout, ctx: ProbeContext) -> Iterator[Finding]:
     if isinstance(subject, ConfigSubject):
-        yield from subject.noted(R.CANNOT_VERIFY)
+        yield from subject.noted("cannot_follow", R.CANNOT_VERIFY)
         return
     for s in subject.served:
-        yield from (f for f in s.base.findings if f.rule == R.CANNOT_VERIFY.id)
+        yield from (n.finding(R.CANNOT_VERIFY) for n in s.base.notes if n.kind == "cannot_follow")
         for r in s.routes:
             if r.res.status in ("container", "hub"):
                 what = "exists only inside the container" if r.res.status == "container" else "looks like a hub id"
