@@ -5,9 +5,11 @@ under the same machine load: before (a checkout given with --before, e.g. `git w
     .venv/bin/python bench/side_by_side.py --before /tmp/before [--rounds 2] [--quick]
 
 Each bench script runs with PYTHONPATH pointing at its checkout (the script itself from that checkout too),
-alternating before/after for --rounds rounds. Each bench prints its own ratio against its peer (json.load,
-safetensors.numpy, pandas, `import peft`); the table shows those ratio lines, and the best of the rounds,
-for both trees.
+alternating before/after for --rounds rounds. Both checkouts are byte-compiled first: where
+PYTHONDONTWRITEBYTECODE is set (as on these machines) every run would otherwise compile its sources again,
+and a tree of more, smaller modules would look slower to start for a reason no installed copy has. Each
+bench prints its own ratio against its peer (json.load, safetensors.numpy, pandas, `import peft`); the table
+shows those ratio lines, and the best of the rounds, for both trees.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ def main() -> int:
     ap.add_argument("--only", action="append", help="run only these benches (e.g. startup.py)")
     args = ap.parse_args()
     trees = {"before": args.before.resolve(), "after": AFTER}
+    for tree in trees.values():
+        subprocess.run([sys.executable, "-m", "compileall", "-q", "doctor", "probes"], cwd=tree, capture_output=True)
     for script, full, quick, patterns in BENCHES:
         if args.only and script not in args.only:
             continue

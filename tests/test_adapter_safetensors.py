@@ -13,8 +13,9 @@ import pytest
 
 from doctor.core.settings import Settings
 from doctor.engine import scan
-from probes.adapter import PROBES, Unreadable, read_header
+from probes.adapter import PROBES
 from probes.adapter.stats import factor_stats, module_numbers
+from probes.common.safetensors_io import Unreadable, read_header
 
 CFG = {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"], "base_model_name_or_path": "x/y"}
 

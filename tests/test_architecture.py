@@ -122,10 +122,11 @@ def test_a_family_registers_a_check_for_each_of_its_rules(family):
 
 def test_no_family_reaches_the_catalogue_of_all_families():
     """`probes` itself (probes/__init__.py: FAMILIES, classifiers(), load_probes()) sits above the families:
-    only the engine and the application may import it, never a family or the probe kit."""
+    only the engine and the application may import it, never a family, the probe kit or the core (the
+    import-linter layers name the families, not this package, so this test keeps it in place)."""
     graph = grimp.build_graph("doctor", "probes", exclude_type_checking_imports=True, cache_dir=None)
     importers = graph.find_modules_that_directly_import("probes")
-    assert sorted(m for m in importers if m.startswith("probes.")) == []
+    assert sorted(m for m in importers if m.startswith(("probes.", "doctor.core"))) == []
 
 
 def test_architecture_doc_names_every_module():

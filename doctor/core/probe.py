@@ -22,7 +22,7 @@ class Rollout:
 
     root: Path
     artifacts: list[Artifact] = field(default_factory=list)
-    # Parsed rollout.toml when there is one (the manifest probe fills it in).
+    # Parsed rollout.toml when there is one (the engine fills it in before any probe runs).
     manifest: dict[str, Any] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[Artifact]:

@@ -1,5 +1,6 @@
 """Corrective jobs (retrain, re-eval). The training stack is imported only by the worker modules
-(`training`, `evaluation`, `data`), which run in a subprocess; this package import stays light."""
+(`worker`, `training`, `evaluation`, `data`, `lab`, `parity`), which run in a subprocess; this package import
+stays light."""
 
 # `doctor fix` defaults, here so the CLI can show them without importing the job machinery.
 DEFAULT_ATTEMPTS = 3

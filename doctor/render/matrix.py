@@ -12,46 +12,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from doctor.core.manifest import read_manifest
-from doctor.core.probe import ProbeContext, ReadError, Rollout
+from doctor.core.probe import Rollout
 from doctor.core.settings import Settings
-from probes import load_probes
 
 # The artifacts the matrix is made of: serving configs (servers, routes) and registries (their versions).
 MATRIX_KINDS = frozenset({"serving_config", "registry"})
 
 
 def compatibility_matrix(report_or_rollouts: Any, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """Rows from a Report's artifacts (computed during the scan), or from Rollouts probed now."""
+    """Rows from a Report's artifacts (computed during the scan), or from Rollouts scanned now (by the engine,
+    with only the probes of the matrix's artifacts)."""
     artifacts = getattr(report_or_rollouts, "artifacts", None)
     if artifacts is None:
+        from doctor.engine import scan
+        from probes import load_probes
+
         rollouts = [report_or_rollouts] if isinstance(report_or_rollouts, Rollout) else list(report_or_rollouts)
-        artifacts = []
-        for r in rollouts:
-            _probe(r, settings or Settings())
-            artifacts.extend(r.artifacts)
+        probes = [p for p in load_probes() if p.kinds & MATRIX_KINDS]
+        artifacts = [a for r in rollouts for a in scan([r.root], settings or Settings(), probes=probes).artifacts]
     return [row for a in artifacts if a.kind == "serving_config" for row in a.facts.get("compatibility", [])]
-
-
-def _probe(rollout: Rollout, settings: Settings) -> None:
-    """Run the probes of the matrix's artifacts over one rollout (what a scan would do for them)."""
-    probes = [p for p in load_probes() if p.kinds & MATRIX_KINDS]
-    ctx = ProbeContext(settings=settings, rollout=rollout)
-    for m in rollout.of_kind("manifest"):
-        try:
-            rollout.manifest = read_manifest(m.path)
-        except ReadError:
-            continue
-    for a in rollout.artifacts:
-        for probe in probes:
-            if a.kind in probe.kinds:
-                try:
-                    list(probe.check(a, ctx))
-                except Exception:  # an unreadable config or registry gives no rows (a scan reports it)
-                    continue
-    for probe in probes:
-        if "serving_config" in probe.kinds:
-            list(probe.check_rollout(rollout, ctx))
 
 
 def _cell(row: dict[str, Any]) -> str:

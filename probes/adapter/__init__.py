@@ -39,12 +39,13 @@ Facts (artifact.facts; `adapter_facts(path)` returns the same dict) — stable n
     base                (when a base config.json is found) model_type, architecture, hidden, …, found_by
     scan_seconds        {header, tensors, sha256, total}
 
-Base structure and PEFT's module matching (for other probes, e.g. serving's silent-no-op checks):
+Base structure and PEFT's module matching live in the shared kit (probes/common/peft/, also used by serving's
+silent-no-op checks):
 
-    architecture_for(config_json) -> Architecture | None   (arch.py: declarative table per model_type;
+    architecture_for(config_json) -> Architecture | None   (peft/arch.py: declarative table per model_type;
         Architecture.modules {full path: Spec(kind, in_features, out_features, layer, experts)},
         .locate(saved_path) -> Spec, .linear_paths() = what all-linear expands to)
-    match_targets(adapter_config, arch) -> Matching          (matching.py: peft's own rules;
+    match_targets(adapter_config, arch) -> Matching          (peft/matching.py: peft's own rules;
         Matching.targets {base path: Target(spec, saved_path, r, alpha, scale)}, .by_saved_path,
         .modules_to_save, .unmatched_entries, .unsupported)
     compat.resolve(scan.modules, config, arch)               (saved tensors → the base module they sit on)
@@ -63,18 +64,9 @@ from probes.adapter.rules import CHECKS, RULES
 
 PROBES = [LazyProbe("adapter", {"adapter"}, "probes.adapter.probe:AdapterProbe")]
 
-_LAZY = {
-    "AdapterProbe": "probe",
-    "adapter_facts": "probe",
-    "Unreadable": "probes.common.safetensors_io",
-    "read_header": "probes.common.safetensors_io",
-    "sha256_file": "probes.common.safetensors_io",
-    "scan_adapter": "scan",
-    "architecture_for": "probes.common.peft.arch",
-    "Architecture": "probes.common.peft.arch",
-    "match_targets": "probes.common.peft.matching",
-    "Matching": "probes.common.peft.matching",
-}
+# The family's own API, imported on first use (numpy stays off the start-up path). The shared pieces it is
+# built on (safetensors_io, peft.arch, peft.matching) are imported from probes.common directly.
+_LAZY = {"AdapterProbe": "probe", "adapter_facts": "probe", "scan_adapter": "scan"}
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,6 @@ PROBES = [
 
 def __getattr__(name: str) -> Any:
     names = {n: "store" for n in ("add_version", "load", "save", "set_status", "validate")}
-    names["rollout_registries"] = "loaded"
     return lazy_attr(__name__, names, name)
 
 
@@ -29,7 +28,6 @@ __all__ = [
     "RULES",
     "add_version",
     "load",
-    "rollout_registries",
     "save",
     "set_status",
     "validate",

@@ -17,11 +17,10 @@ from collections.abc import Iterable
 from doctor.core.model import Artifact, Finding
 from doctor.core.probe import Probe, ProbeContext, Rollout
 from probes.registry import drift, integrity, routing  # noqa: F401  (register the family's checks)
-from probes.registry.loaded import rollout_registries
 from probes.registry.rules import CHECKS, RULES
 from probes.registry.subject import prepare_file, prepare_routing
 
-__all__ = ["PROBES", "RegistryProbe", "rollout_registries"]
+__all__ = ["PROBES", "RegistryProbe"]
 
 
 class RegistryProbe(Probe):

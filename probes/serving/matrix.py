@@ -20,7 +20,7 @@ from doctor.core.probe import ProbeContext
 from probes.common.adapterinfo import adapter_info
 from probes.serving import engines
 from probes.serving.checks import compat  # noqa: F401  (registers the COMPAT checks run below)
-from probes.serving.rules import CHECKS, COMPAT
+from probes.serving.rules import ADAPTER_NOT_FOUND, CHECKS, COMPAT
 from probes.serving.subjects import Pair, Pairs, Served, ServingRollout, adapter_missing
 
 _WHY = {
@@ -94,7 +94,7 @@ def _rows_for(s: Served, registries: list[list[dict[str, Any]]], rollout_root: P
         if why is not None or folder is None:
             row.update(ok=None, why=[{"rule": "", "message": why or "no path"}])
         elif missing := adapter_missing(folder):
-            row.update(ok=False, why=[{"rule": "SRV015", "message": missing}])
+            row.update(ok=False, why=[{"rule": ADAPTER_NOT_FOUND.id, "message": missing}])
         else:
             row.update(_verdict(Pair(s.artifact, server, ref, adapter_info(folder, ctx), base, folder), ctx))
         rows.append(row)
