@@ -61,3 +61,27 @@ def test_no_yaml_parsed_outside_the_capped_loader():
         if _PARSE.search(line) and not line.lstrip().startswith("#")
     ]
     assert offenders == []
+
+
+# One file per YAML reader of the serving family (probes/serving/readers/), each recognised by its signature
+# before the bomb: the capped loader refuses it as DOC001 naming that file.
+SERVING_YAML = {
+    "docker-compose.yaml": "services:\n  vllm:\n    image: vllm/vllm-openai:v0.6.3\n    command: --enable-lora\n",
+    "deployment.yaml": "apiVersion: apps/v1\nkind: Deployment\nspec:\n  template:\n    spec:\n      containers:\n"
+    "        - name: vllm\n          args: ['vllm serve base --enable-lora']\n",
+    "values.yaml": "servingEngineSpec:\n  modelSpec: []\n",
+    "model.yaml": "apiVersion: kubeai.org/v1\nkind: Model\nmetadata: {name: m}\n",
+    "litellm.yaml": "model_list:\n  - model_name: x\n    litellm_params: {model: openai/x}\n",
+    "vllm-config.yaml": "enable-lora: true\nmax-lora-rank: 16\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERVING_YAML))
+def test_serving_yaml_alias_bomb_is_doc001_naming_the_file(tmp_path, name):
+    from doctor.core.settings import Settings
+    from doctor.engine import check
+
+    (tmp_path / name).write_text(SERVING_YAML[name] + BOMB)
+    report = check([tmp_path], Settings())
+    refused = [f for f in report.findings if f.rule == "DOC001" and f.path is not None and f.path.name == name]
+    assert refused and "YAML rejected" in refused[0].message, [(f.rule, f.message) for f in report.findings]
