@@ -8,11 +8,12 @@ from typing import Any
 FORMATS = ("console", "json", "markdown")
 
 
-def _pc(x: Any) -> str:
+def pc(x: Any) -> str:
+    """A share as a percentage (one decimal); – when unknown. The TUI's lab screen shows the same numbers."""
     return "–" if x is None else f"{x * 100:.1f}"
 
 
-def _pts(x: Any) -> str:
+def pts(x: Any) -> str:
     return "–" if x is None else f"{x * 100:+.1f}"
 
 
@@ -26,6 +27,15 @@ def _num(x: Any, fmt: str = "{:,}") -> str:
 
 def _mib(x: Any) -> str:
     return "–" if x is None else f"{x / 2**20:.1f}"
+
+
+def canary_thresholds(canary: dict[str, Any]) -> str:
+    """The canary's rollback thresholds in one line: `arithmetic ≥ 55.0%, safety ≥ 60.0% (refusal ≥ 90.0%)`."""
+    return ", ".join(
+        f"{s} ≥ {pc(th.get('min_accuracy'))}%"
+        + (f" (refusal ≥ {pc(th['min_refusal_rate'])}%)" if "min_refusal_rate" in th else "")
+        for s, th in canary["thresholds"].items()
+    )
 
 
 def slices_of(report: dict[str, Any]) -> list[str]:
@@ -47,17 +57,17 @@ def quality_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         cells = [
             ("▶ " if v.get("chosen") else "") + v["name"],
             _num(v["rank"], "{}"),
-            _pc(v["overall"]),
-            f"{_pts(v.get('overall_delta'))} ({_ci(*ci)})",
+            pc(v["overall"]),
+            f"{pts(v.get('overall_delta'))} ({_ci(*ci)})",
         ]
         for s in slices:
             x = v["slices"].get(s)
             cells.append(
-                "–" if x is None else f"{_pc(x['accuracy'])} ({_pts(x['delta'])}, {_ci(x['ci_low'], x['ci_high'])})"
+                "–" if x is None else f"{pc(x['accuracy'])} ({pts(x['delta'])}, {_ci(x['ci_low'], x['ci_high'])})"
             )
         cells += [
-            _pc(v["refusal_rate"]),
-            _pts(v.get("refusal_delta")),
+            pc(v["refusal_rate"]),
+            pts(v.get("refusal_delta")),
             "–" if v["safety_ok"] is None else ("ok" if v["safety_ok"] else "FAIL"),
             "meets" if v["meets_target"] else ("baseline" if v["method"] == "prompt_only" else "no"),
         ]
@@ -149,7 +159,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             "| slice | min accuracy % | min refusal rate % |",
             "|---|---:|---:|",
             *[
-                f"| {s} | {_pc(th.get('min_accuracy'))} | {_pc(th.get('min_refusal_rate'))} |"
+                f"| {s} | {pc(th.get('min_accuracy'))} | {pc(th.get('min_refusal_rate'))} |"
                 for s, th in c["thresholds"].items()
             ],
             "",
@@ -174,12 +184,12 @@ def console_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]], li
         name = ("▶ " if v.get("chosen") else "") + v["name"]
         lo, hi = v.get("overall_ci") or [None, None]
         mark = "▲" if lo is not None and lo > 0 else ("▼" if hi is not None and hi < 0 else "")
-        cells = [name, _num(v["rank"], "{}"), f"{_pc(v['overall'])} {_pts(v.get('overall_delta'))}{mark}"]
+        cells = [name, _num(v["rank"], "{}"), f"{pc(v['overall'])} {pts(v.get('overall_delta'))}{mark}"]
         for s in slices:
             x = v["slices"].get(s)
-            cells.append("–" if x is None else f"{_pc(x['accuracy'])} {_pts(x['delta'])}{_GLYPH.get(x['status'], '')}")
+            cells.append("–" if x is None else f"{pc(x['accuracy'])} {pts(x['delta'])}{_GLYPH.get(x['status'], '')}")
         ok = v["safety_ok"]
-        cells += [_pc(v["refusal_rate"]) + ("" if ok is None or ok else " ✗"),
+        cells += [pc(v["refusal_rate"]) + ("" if ok is None or ok else " ✗"),
                   "meets" if v["meets_target"] else ("baseline" if v["method"] == "prompt_only" else "no")]  # fmt: skip
         qr.append(cells)
         sv = v.get("serving") or {}
@@ -225,11 +235,7 @@ def render_console(report: dict[str, Any], console: Any = None) -> None:
     console.print(report["why"])
     c = report.get("canary")
     if c:
-        ths = ", ".join(
-            f"{s} ≥ {_pc(th.get('min_accuracy'))}%"
-            + (f" (refusal ≥ {_pc(th['min_refusal_rate'])}%)" if "min_refusal_rate" in th else "")
-            for s, th in c["thresholds"].items()
-        )
+        ths = canary_thresholds(c)
         console.print(
             f"[bold]canary:[/bold] {c['adapter']} v{c['version']} registered ({c['registry']}); "
             f"rollback thresholds: {ths}"

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
+from doctor.render.lab_report import canary_thresholds, pc, pts
 from doctor.tui.commands import bindings
 from doctor.tui.widgets import lab_plots
 from doctor.tui.widgets.findings import SummaryBar
@@ -77,14 +78,6 @@ class LabSnapshot(Message):
         super().__init__()
 
 
-def _pc(x: Any) -> str:
-    return "–" if x is None else f"{x * 100:.1f}"
-
-
-def _pts(x: Any) -> str:
-    return "–" if x is None else f"{x * 100:+.1f}"
-
-
 def row_cells(v: dict[str, Any], chosen: str | None) -> list[Text | str]:
     ci = v.get("overall_ci") or [None, None]
     lat = v.get("latency_ms") or {}
@@ -94,9 +87,9 @@ def row_cells(v: dict[str, Any], chosen: str | None) -> list[Text | str]:
     return [
         Text(mark + v["name"], style=style),
         "–" if v.get("rank") is None else str(v["rank"]),
-        _pc(v.get("overall")),
-        f"{_pts(v.get('overall_delta'))} ({_pts(ci[0])}…{_pts(ci[1])})",
-        _pc(v.get("refusal_rate")),
+        pc(v.get("overall")),
+        f"{pts(v.get('overall_delta'))} ({pts(ci[0])}…{pts(ci[1])})",
+        pc(v.get("refusal_rate")),
         "–" if v.get("trainable_params") is None else f"{v['trainable_params']:,}",
         "–" if v.get("adapter_bytes") is None else f"{v['adapter_bytes'] / 1024:.1f}",
         "–" if v.get("peak_memory_bytes") is None else f"{v['peak_memory_bytes'] / 2**20:.1f}",
@@ -230,11 +223,7 @@ class LabScreen(Screen):
             why.update(Text("Why: " + rep.get("why", ""), style=""))
             c = rep.get("canary")
             if c:
-                ths = ", ".join(
-                    f"{s} ≥ {_pc(th.get('min_accuracy'))}%"
-                    + (f" (refusal ≥ {_pc(th['min_refusal_rate'])}%)" if "min_refusal_rate" in th else "")
-                    for s, th in c["thresholds"].items()
-                )
+                ths = canary_thresholds(c)
                 canary.update(
                     Text.assemble(
                         ("Canary: ", "bold"),
