@@ -164,6 +164,20 @@ OVERFITTING = rule(
     error_rise=0.25,
     train_tol=0.03,
 )
+# The alarm levels TRN007 (the logged LR) and CFG001 (the recipe's LR) both judge against, by stage, method
+# and optimizer (probes/training/lrranges.py); each rule keeps its own copy, so each can be tuned alone.
+_LR_ALARMS = dict(
+    lora_max=2e-3,
+    qlora_max=2e-3,
+    dpo_max=5e-5,
+    full_max=5e-4,
+    pt_max=1e-2,
+    dpo_lora_max=5e-4,
+    rl_max=2e-5,
+    rl_lora_max=5e-4,
+    muon_max=0.2,
+    sgd_max=1.0,
+)
 LR_TOO_HIGH = rule(
     "TRN007",
     "Learning rate above the usual range",
@@ -179,16 +193,7 @@ LR_TOO_HIGH = rule(
     LR gives NaN within tens of steps.
     """,
     _LR_FIX,
-    lora_max=2e-3,
-    qlora_max=2e-3,
-    dpo_max=5e-5,
-    full_max=5e-4,
-    pt_max=1e-2,
-    dpo_lora_max=5e-4,
-    rl_max=2e-5,
-    rl_lora_max=5e-4,
-    muon_max=0.2,
-    sgd_max=1.0,
+    **_LR_ALARMS,
 )
 LR_SCHEDULE = rule(
     "TRN008",
@@ -336,16 +341,7 @@ CFG_LR = rule(
     "recipe trains: its stage (pt, sft, rm, dpo/orpo/kto/simpo, ppo/grpo), method (LoRA/QLoRA vs full) and "
     "optimizer family (AdamW, Muon, SGD, Lion); the message states the range used and its source (see TRN007).",
     _LR_FIX,
-    lora_max=2e-3,
-    qlora_max=2e-3,
-    dpo_max=5e-5,
-    full_max=5e-4,
-    pt_max=1e-2,
-    dpo_lora_max=5e-4,
-    rl_max=2e-5,
-    rl_lora_max=5e-4,
-    muon_max=0.2,
-    sgd_max=1.0,
+    **_LR_ALARMS,
 )
 CFG_WARMUP = rule(
     "CFG002",
