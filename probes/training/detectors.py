@@ -337,13 +337,18 @@ def not_learning(s: Series, p: dict) -> list[Detection]:
 
 
 def _eval_loss(s: Series) -> tuple[str, np.ndarray, np.ndarray] | None:
+    """The eval loss series (its name, steps, values), its non-finite points left out (TRN001 reports them)."""
     for name in ("eval_loss", "eval_eval_loss"):
         if name in s.evals:
-            return name, *s.evals[name]
-    for name, (st, va) in s.evals.items():
-        if "loss" in name:
-            return name, st, va
-    return None
+            st, va = s.evals[name]
+            break
+    else:
+        name = next((n for n in s.evals if "loss" in n), "")
+        if not name:
+            return None
+        st, va = s.evals[name]
+    ok = np.isfinite(va)
+    return name, st[ok], va[ok]
 
 
 def overfitting(s: Series, p: dict) -> list[Detection]:
@@ -351,8 +356,6 @@ def overfitting(s: Series, p: dict) -> list[Detection]:
     if ev is None:
         return []
     name, est, eva = ev
-    ok = np.isfinite(eva)
-    est, eva = est[ok], eva[ok]
     if eva.size < p["min_evals"]:
         return []
     b = int(np.argmin(eva))
@@ -659,8 +662,6 @@ def overfitting_rise(s: Series, p: dict) -> list[Detection]:
     if ev is None:
         return []
     name, est, eva = ev
-    ok = np.isfinite(eva)
-    est, eva = est[ok], eva[ok]
     c = int(p["consecutive"])
     if eva.size < c + 1:
         return []
