@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from probes.eval_slices.evaltable import EvalTable, Problem
-from probes.eval_slices.readers.records import build, pick, records
+from probes.eval_slices.readers.records import build, pick, record_keys, records
 
 JUDGE_KEYS = ("judge", "judgment", "judgement", "judge_model", "feedback", "rationale", "critique", "evaluator")
 DIMENSION_KEYS = ("scores", "rubric", "ratings", "rubric_scores", "dimensions", "criteria")
@@ -58,9 +58,7 @@ def _scale(values: np.ndarray, declared: float | None) -> float:
 def read(path: Path, default_variant: str | None) -> EvalTable:
     table = EvalTable(path, "judge")
     rows = records(path, table)
-    keys: list[str] = []
-    for _, o in rows[:1000]:
-        keys.extend(k for k in o if k not in keys)
+    keys = record_keys(rows)
     dim_key = pick(keys, DIMENSION_KEYS)
     score_key = pick(keys, SCORE_KEYS)
     dims: list[str] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 from probes.eval_slices import scoring
 from probes.eval_slices.evaltable import EvalTable, Problem
 from probes.eval_slices.readers.columns import SCORE_COLS
-from probes.eval_slices.readers.records import build, pick, records
+from probes.eval_slices.readers.records import build, pick, record_keys, records
 
 PRED_KEYS = (
     "prediction",
@@ -95,9 +95,7 @@ def _target_key(keys: list[str]) -> str | None:
 def read(path: Path, default_variant: str | None) -> EvalTable:
     table = EvalTable(path, "predictions")
     rows = records(path, table)
-    keys: list[str] = []
-    for _, o in rows[:1000]:
-        keys.extend(k for k in o if k not in keys)
+    keys = record_keys(rows)
     pk, tk = _pred_key(keys), _target_key(keys)
     if pk is None or tk is None or pk == tk:
         table.problems.append(

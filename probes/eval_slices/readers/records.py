@@ -26,6 +26,11 @@ def pick(keys: list[str] | set[str], choices: tuple[str, ...]) -> str | None:
     return None
 
 
+def record_keys(rows: list[tuple[int, dict[str, Any]]], limit: int = 1000) -> list[str]:
+    """Every key of the first `limit` records, in the order first seen (records may differ in their keys)."""
+    return list(dict.fromkeys(k for _, o in rows[:limit] for k in o))
+
+
 def first_keys(path: Path) -> list[str]:
     """Keys of the first record (JSONL line, CSV header, first object of a JSON list); [] when none."""
     try:
